@@ -1,0 +1,1 @@
+"""Training side: MNIST data, LeNet models, tf.distribute strategy choice, training loop."""

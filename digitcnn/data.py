@@ -1,0 +1,210 @@
+"""MNIST from a file, a folder or the standard download, and the tf.data pipeline that feeds it.
+
+The pixel contract lives here: models see 28x28x1 images, white ink on black, as
+`pixel * PIXEL_SCALING["scale"] + PIXEL_SCALING["offset"]`. Training writes PIXEL_SCALING into the
+run's metrics.json; export and edge read it from there, never from a copy of this constant.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from edge.errors import UserError
+
+if TYPE_CHECKING:
+    from digitcnn.augment import Augmentation
+
+PIXEL_SCALING = {"scale": 1.0 / 255.0, "offset": 0.0}
+NUM_CLASSES = 10
+IMAGE_SHAPE = (28, 28, 1)
+
+KERAS_MNIST_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
+KERAS_MNIST_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
+# Checksums of files we know to be good MNIST; any other file is checked by shape and range only.
+KNOWN_NPZ_SHA256 = {
+    KERAS_MNIST_SHA256: "Keras mnist.npz",
+    "da231c08013e217002c4f393e0f38583bf5a62a5ead805d541bdacd45803e00f": "offline mnist.npz (x_train rebuilt losslessly)",
+}
+KNOWN_IDX_GZ_MD5 = {
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+IDX_NAMES = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+
+
+@dataclass
+class Mnist:
+    x_train: np.ndarray | None  # (n, 28, 28) uint8, or None when only the test split was asked for
+    y_train: np.ndarray | None
+    x_test: np.ndarray
+    y_test: np.ndarray
+    source: str
+    sha256: str  # of the npz, or of the IDX files' bytes in x_train, y_train, x_test, y_test order
+    verified: str  # what the checksum matched, or "shape and range only"
+
+
+def load_mnist(path: str | os.PathLike | None = None, train: bool = True) -> Mnist:
+    """Load MNIST from `path` (npz or IDX folder), else $DIGITCNN_DATA, else the Keras download.
+
+    `train=False` loads the test split only, so evaluation works from the three IDX test files.
+    """
+    path = path or os.environ.get("DIGITCNN_DATA") or None
+    if path is None:
+        path = _download()
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such file or folder (expected an MNIST .npz or a folder of IDX files)")
+    data = _load_idx_folder(path, train) if path.is_dir() else _load_npz(path, train)
+    for split in ("train", "test") if train else ("test",):
+        _check_split(path, split, getattr(data, f"x_{split}"), getattr(data, f"y_{split}"))
+    return data
+
+
+def _download() -> Path:
+    import keras
+
+    try:
+        return Path(keras.utils.get_file("mnist.npz", origin=KERAS_MNIST_URL, file_hash=KERAS_MNIST_SHA256))
+    except Exception as e:  # network errors come in many types; all mean the same to the user
+        raise UserError(
+            f"could not download MNIST from {KERAS_MNIST_URL} ({type(e).__name__}); "
+            "pass --data PATH or set DIGITCNN_DATA to a local mnist.npz or IDX folder"
+        ) from None
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _load_npz(path: Path, train: bool) -> Mnist:
+    raw = path.read_bytes()
+    keys = ("x_train", "y_train", "x_test", "y_test") if train else ("x_test", "y_test")
+    try:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
+            missing = [k for k in keys if k not in npz.files]
+            if missing:
+                raise UserError(f"{path}: not a Keras-layout MNIST npz (missing {', '.join(missing)})")
+            arrays = {k: npz[k] for k in keys}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+        raise UserError(f"{path}: not a readable .npz file ({e})") from None
+    digest = _sha256(raw)
+    return Mnist(
+        x_train=arrays.get("x_train"),
+        y_train=arrays.get("y_train"),
+        x_test=arrays["x_test"],
+        y_test=arrays["y_test"],
+        source=str(path),
+        sha256=digest,
+        verified=KNOWN_NPZ_SHA256.get(digest, "shape and range only"),
+    )
+
+
+def _load_idx_folder(folder: Path, train: bool) -> Mnist:
+    keys = ("x_train", "y_train", "x_test", "y_test") if train else ("x_test", "y_test")
+    arrays, hasher, verified = {}, hashlib.sha256(), []
+    for key in keys:
+        name = IDX_NAMES[key]
+        candidates = [folder / name, folder / f"{name}.gz"]
+        file = next((c for c in candidates if c.is_file()), None)
+        if file is None:
+            raise UserError(f"{folder}: missing {name}(.gz), needed for the {key.split('_')[1]} split")
+        raw = file.read_bytes()
+        if file.name in KNOWN_IDX_GZ_MD5:
+            if hashlib.md5(raw).hexdigest() != KNOWN_IDX_GZ_MD5[file.name]:
+                raise UserError(f"{file}: checksum mismatch (md5 differs from the official MNIST file)")
+            verified.append(file.name)
+        if file.suffix == ".gz":
+            try:
+                raw = gzip.decompress(raw)
+            except (OSError, EOFError) as e:
+                raise UserError(f"{file}: not a readable gzip file ({e})") from None
+        hasher.update(raw)
+        arrays[key] = _parse_idx(file, raw)
+    return Mnist(
+        x_train=arrays.get("x_train"),
+        y_train=arrays.get("y_train"),
+        x_test=arrays["x_test"],
+        y_test=arrays["y_test"],
+        source=str(folder),
+        sha256=hasher.hexdigest(),
+        verified=("official md5 of " + ", ".join(verified)) if verified else "shape and range only",
+    )
+
+
+def _parse_idx(file: Path, raw: bytes) -> np.ndarray:
+    """IDX: 2 zero bytes, a type byte (0x08 = uint8), a dim count, big-endian int32 dims, data."""
+    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] != 0x08 or raw[3] not in (1, 3):
+        raise UserError(f"{file}: not an IDX file of unsigned bytes")
+    ndim = raw[3]
+    shape = tuple(int(d) for d in np.frombuffer(raw, ">i4", count=ndim, offset=4))
+    body = raw[4 + 4 * ndim :]
+    if len(body) != int(np.prod(shape)):
+        raise UserError(f"{file}: truncated or padded (header says {shape}, body has {len(body)} bytes)")
+    return np.frombuffer(body, np.uint8).reshape(shape)
+
+
+def _check_split(source: Path, split: str, x: np.ndarray, y: np.ndarray) -> None:
+    if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != (28, 28):
+        raise UserError(f"{source}: x_{split} must be uint8 (n, 28, 28), got {x.dtype} {x.shape}")
+    if y.ndim != 1 or len(y) != len(x):
+        raise UserError(f"{source}: y_{split} must have one label per image, got {y.shape} for {len(x)} images")
+    if not np.issubdtype(y.dtype, np.integer) or (len(y) and (y.min() < 0 or y.max() >= NUM_CLASSES)):
+        raise UserError(f"{source}: y_{split} must hold integer labels 0-9")
+    if len(x) == 0:
+        raise UserError(f"{source}: the {split} split is empty")
+
+
+def split_validation(
+    x: np.ndarray, y: np.ndarray, n_val: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Hold out `n_val` training images, chosen by a seeded permutation, for model selection."""
+    order = np.random.default_rng(seed).permutation(len(x))
+    val, train = order[:n_val], order[n_val:]
+    return x[train], y[train], x[val], y[val]
+
+
+def scale_pixels(images):
+    """Float 0-255 pixels -> the values the model was trained on (numpy arrays or tf tensors)."""
+    return images * PIXEL_SCALING["scale"] + PIXEL_SCALING["offset"]
+
+
+def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, *, seed: int | None = None,
+                 epoch: int = 0, augmentation: "Augmentation | None" = None):
+    """Batches of (scaled images, labels); with `seed`, shuffled and augmented for training.
+
+    Every random choice depends only on (seed, epoch, batch index), so the data of epoch k is the
+    same whether the run went straight through or resumed from a checkpoint.
+    """
+    import tensorflow as tf
+
+    from digitcnn.augment import augment
+
+    ds = tf.data.Dataset.from_tensor_slices((x[..., None], y.astype(np.int32)))
+    if seed is not None:
+        ds = ds.shuffle(len(x), seed=seed * 10_007 + epoch, reshuffle_each_iteration=False)
+    ds = ds.batch(batch_size, drop_remainder=seed is not None)
+
+    def prepare(i, batch):
+        images, labels = batch
+        images = scale_pixels(tf.cast(images, tf.float32))
+        if seed is not None and augmentation is not None:
+            images = augment(images, tf.stack([tf.cast(seed, tf.int64), epoch * 1_000_000 + i]), augmentation)
+        return images, labels
+
+    return ds.enumerate().map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

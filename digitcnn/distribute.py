@@ -1,0 +1,75 @@
+"""Which tf.distribute strategy to train with, and how the batch and learning rate follow from it.
+
+Scaling rule: `--batch-size` is per replica, so the global batch is batch_size x replicas, and the
+learning rate grows with the square root of the global batch relative to REFERENCE_BATCH (the
+square-root rule suits Adam-type optimizers, whose update size does not grow with the batch).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import tensorflow as tf
+
+from edge.errors import UserError
+
+STRATEGIES = ("auto", "one", "mirrored", "multiworker")
+REFERENCE_BATCH = 128
+
+
+def split_cpu(devices: int) -> None:
+    """Split the CPU into `devices` logical devices, so mirrored training runs without GPUs.
+
+    Must run before TensorFlow touches a device; a later call fails with a clear message.
+    """
+    if devices <= 1:
+        return
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * devices)
+    except RuntimeError as e:
+        raise UserError(f"--devices {devices}: TensorFlow was already initialised ({e})") from None
+
+
+def workers_in_tf_config() -> int:
+    try:
+        cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
+    except json.JSONDecodeError as e:
+        raise UserError(f"TF_CONFIG is not valid JSON ({e})") from None
+    return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+
+
+def choose_strategy(name: str = "auto", devices: int = 1) -> tf.distribute.Strategy:
+    """`auto`: multi-worker if TF_CONFIG names several workers, mirrored over several GPUs (or over
+    `devices` logical CPUs), else one device: GPU:0 if there is one, the CPU otherwise."""
+    if name not in STRATEGIES:
+        raise UserError(f"unknown strategy {name!r} (choose from {', '.join(STRATEGIES)})")
+    if name == "multiworker" or (name == "auto" and workers_in_tf_config() > 1):
+        if workers_in_tf_config() < 1:
+            raise UserError("--strategy multiworker needs TF_CONFIG naming the cluster and this worker's task")
+        options = tf.distribute.experimental.CommunicationOptions(
+            implementation=tf.distribute.experimental.CommunicationImplementation.RING
+        )
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    split_cpu(devices)
+    gpus = tf.config.list_logical_devices("GPU")
+    cpus = tf.config.list_logical_devices("CPU")
+    if name == "mirrored" or (name == "auto" and (len(gpus) > 1 or devices > 1)):
+        names = [d.name for d in gpus] if len(gpus) > 1 else [d.name for d in cpus]
+        # NCCL only exists for GPUs; reducing on one device works for every device type.
+        return tf.distribute.MirroredStrategy(names, cross_device_ops=tf.distribute.ReductionToOneDevice())
+    return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else cpus[0].name)
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Only the chief writes final files; other workers' checkpoints go to a scratch folder."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0
+                                            and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def scaled_lr(lr: float, global_batch: int) -> float:
+    return lr * (global_batch / REFERENCE_BATCH) ** 0.5

@@ -1,0 +1,248 @@
+"""The training loop: one custom tf.distribute loop for every strategy, read top to bottom.
+
+Keras 3 `model.fit` fails under MultiWorkerMirroredStrategy (keras-team/keras#20585), so the loop
+is written out with `strategy.run`. Rerunning the same command in the same run directory resumes
+from the last epoch checkpoint and ends exactly where an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge.atomic import atomic_path, write_json
+from edge.errors import UserError
+
+
+@dataclass
+class TrainConfig:
+    model: str = "lenet-plus"
+    epochs: int = 15
+    batch_size: int = 128  # per replica
+    lr: float = 3e-3  # peak learning rate for a global batch of 128, see distribute.py
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    val_size: int = 5000
+    seed: int = 1
+    subset: int | None = None  # train on the first N training images only
+    augmentation: dict = field(default_factory=lambda: dataclasses.asdict(_default_augmentation()))
+    strategy: str = "auto"
+    devices: int = 1
+    mixed_precision: bool = False
+    data: str | None = None
+    out: str | None = None  # the run directory; default runs/<model>
+
+    def run_dir(self) -> Path:
+        return Path(self.out or f"runs/{self.model}")
+
+
+# Settings that change what a run computes: a rerun in the same directory must repeat them.
+RUN_IDENTITY = ("model", "epochs", "batch_size", "lr", "weight_decay", "warmup_epochs",
+                "label_smoothing", "val_size", "seed", "subset", "augmentation", "mixed_precision")
+
+
+def _default_augmentation():
+    from digitcnn.augment import Augmentation
+
+    return Augmentation()
+
+
+def train(cfg: TrainConfig, log=print) -> dict:
+    """Train (or resume) the run in cfg.run_dir() and return its metrics."""
+    import keras
+    import tensorflow as tf
+
+    from digitcnn import data as data_lib
+    from digitcnn.augment import Augmentation
+    from digitcnn.distribute import choose_strategy, is_chief, scaled_lr
+    from digitcnn.model import build_model
+
+    started = time.time()
+    strategy = choose_strategy(cfg.strategy, cfg.devices)  # first: it may configure devices
+    chief = is_chief(strategy)
+    run_dir = cfg.run_dir()
+    if cfg.epochs < 1 or cfg.batch_size < 1 or (cfg.subset is not None and cfg.subset < 2):
+        raise UserError("--epochs and --batch-size must be at least 1, --subset at least 2")
+    _check_same_run(run_dir, cfg, write=chief)
+
+    mnist = data_lib.load_mnist(cfg.data)
+    x, y = mnist.x_train, mnist.y_train
+    if cfg.subset:
+        x, y = x[: cfg.subset], y[: cfg.subset]
+    val_size = min(cfg.val_size, len(x) // 10)
+    x_train, y_train, x_val, y_val = data_lib.split_validation(x, y, max(val_size, 1), cfg.seed)
+
+    keras.utils.set_random_seed(cfg.seed)
+    tf.config.experimental.enable_op_determinism()
+    if cfg.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+
+    replicas = strategy.num_replicas_in_sync
+    global_batch = cfg.batch_size * replicas
+    steps_per_epoch = len(x_train) // global_batch
+    if steps_per_epoch == 0:
+        raise UserError(f"{len(x_train)} training images are fewer than one global batch of {global_batch}")
+    total_steps = steps_per_epoch * cfg.epochs
+    warmup = min(int(cfg.warmup_epochs * steps_per_epoch), total_steps // 2)
+    peak_lr = scaled_lr(cfg.lr, global_batch)
+    augmentation = Augmentation(**cfg.augmentation)
+
+    with strategy.scope():
+        model = build_model(cfg.model)
+        schedule = keras.optimizers.schedules.CosineDecay(
+            0.0, total_steps - warmup, warmup_target=peak_lr, warmup_steps=warmup
+        )
+        optimizer = keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay)
+        if cfg.mixed_precision:
+            optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
+        optimizer.build(model.trainable_variables)
+        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
+        # Dropout's random state is not among the model's checkpointed weights; save it too.
+        rng_state = [v for v in model.variables if "seed_generator" in v.path]
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var, rng=rng_state)
+    ckpt_dir = run_dir / "checkpoints"
+    # Every worker must save (saving is collective); only the chief's copy is kept.
+    write_dir = ckpt_dir if chief else run_dir / f".worker-{strategy.cluster_resolver.task_id}-checkpoints"
+    manager = tf.train.CheckpointManager(checkpoint, str(write_dir), max_to_keep=2)
+    latest = tf.train.latest_checkpoint(str(ckpt_dir))
+    if latest:
+        checkpoint.restore(latest).assert_existing_objects_matched()
+        log(f"resuming {run_dir} from epoch {int(epoch_var.numpy())} ({latest})")
+    start_epoch = int(epoch_var.numpy())
+    history = _read_history(run_dir)[:start_epoch]
+
+    loss_fn = keras.losses.CategoricalCrossentropy(
+        from_logits=True, label_smoothing=cfg.label_smoothing, reduction=None
+    )
+
+    @tf.function
+    def train_step(batch):
+        def step(images, labels):
+            with tf.GradientTape() as tape:
+                logits = tf.cast(model(images, training=True), tf.float32)
+                per_example = loss_fn(tf.one_hot(labels, 10), logits)
+                loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+                scaled = optimizer.scale_loss(loss)
+            grads = tape.gradient(scaled, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            correct = tf.reduce_sum(tf.cast(tf.argmax(logits, 1, output_type=tf.int32) == labels, tf.float32))
+            return loss, correct
+
+        loss, correct = strategy.run(step, args=batch)
+        sum_ = tf.distribute.ReduceOp.SUM
+        return strategy.reduce(sum_, loss, axis=None), strategy.reduce(sum_, correct, axis=None)
+
+    writer = tf.summary.create_file_writer(str(run_dir / "tensorboard")) if chief else None
+    for epoch in range(start_epoch, cfg.epochs):
+        dataset = data_lib.make_dataset(x_train, y_train, global_batch, seed=cfg.seed, epoch=epoch,
+                                        augmentation=augmentation)
+        bar = keras.utils.Progbar(steps_per_epoch, verbose=1 if chief else 0,
+                                  stateful_metrics=["loss", "acc", "img/s"])
+        if chief:
+            log(f"epoch {epoch + 1}/{cfg.epochs}")
+        t0, loss_sum, correct_sum = time.perf_counter(), 0.0, 0.0
+        for i, batch in enumerate(strategy.experimental_distribute_dataset(dataset)):
+            loss, correct = train_step(batch)
+            loss_sum, correct_sum = loss_sum + float(loss), correct_sum + float(correct)
+            seen = (i + 1) * global_batch
+            bar.update(i + 1, [("loss", loss_sum / (i + 1)), ("acc", correct_sum / seen),
+                               ("img/s", seen / (time.perf_counter() - t0))])
+        seconds = time.perf_counter() - t0
+        val_loss, val_acc = evaluate_logits(model, x_val, y_val)
+        wall = time.perf_counter() - t0
+        history.append({"epoch": epoch + 1, "loss": loss_sum / steps_per_epoch,
+                        "accuracy": correct_sum / (steps_per_epoch * global_batch),
+                        "val_loss": val_loss, "val_accuracy": val_acc, "seconds": seconds, "wall": wall,
+                        "images_per_second": steps_per_epoch * global_batch / seconds})
+        if chief:
+            log(f"  val_loss {val_loss:.4f}  val_acc {val_acc:.4f}")
+            with writer.as_default(step=epoch + 1):
+                for key in ("loss", "accuracy", "val_loss", "val_accuracy", "images_per_second"):
+                    tf.summary.scalar(key, history[-1][key])
+            write_json(run_dir / "history.json", history)
+        epoch_var.assign(epoch + 1)
+        manager.save(checkpoint_number=epoch + 1)
+        if not chief:
+            shutil.rmtree(write_dir, ignore_errors=True)
+
+    _, test_acc = evaluate_logits(model, mnist.x_test, mnist.y_test)
+    train_seconds = sum(h["seconds"] for h in history)
+    metrics = {
+        "test_accuracy": test_acc,
+        "val_accuracy": history[-1]["val_accuracy"],
+        "history": history,
+        # This process's time plus the epochs an interrupted earlier process completed.
+        "wall_seconds": time.time() - started + sum(h["wall"] for h in history[:start_epoch]),
+        "train_seconds": train_seconds,
+        "images_per_second": steps_per_epoch * global_batch * len(history) / train_seconds,
+        "strategy": type(strategy).__name__,
+        "replicas": replicas,
+        "global_batch": global_batch,
+        "peak_lr": peak_lr,
+        "seed": cfg.seed,
+        "model": cfg.model,
+        "params": model.count_params(),
+        "pixel_scaling": data_lib.PIXEL_SCALING,
+        "data": {"source": mnist.source, "sha256": mnist.sha256, "verified": mnist.verified,
+                 "train": len(x_train), "val": len(x_val), "test": len(mnist.x_test)},
+        "config": dataclasses.asdict(cfg),
+        "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
+                     "keras": keras.__version__, "numpy": np.__version__},
+        "run_dir": str(run_dir),
+    }
+    if chief:
+        with atomic_path(run_dir / "model.keras") as tmp:
+            model.save(tmp)
+        from digitcnn.curves import plot_curves
+
+        plot_curves(history, run_dir / "curves.png")
+        write_json(run_dir / "metrics.json", metrics)
+    return metrics
+
+
+def evaluate_logits(model, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of `model` on uint8 images, batched, without augmentation."""
+    import keras
+
+    from digitcnn.data import make_dataset
+
+    loss_sum, correct = 0.0, 0
+    for images, labels in make_dataset(x, y, batch_size):
+        logits = keras.ops.convert_to_numpy(model(images, training=False)).astype(np.float64)
+        logits -= logits.max(axis=1, keepdims=True)
+        log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        labels = labels.numpy()
+        loss_sum -= log_probs[np.arange(len(labels)), labels].sum()
+        correct += int((log_probs.argmax(axis=1) == labels).sum())
+    return loss_sum / len(y), correct / len(y)
+
+
+def _check_same_run(run_dir: Path, cfg: TrainConfig, write: bool) -> None:
+    """Refuse to resume a run directory made with other settings, rather than mixing two runs."""
+    wanted = {k: v for k, v in dataclasses.asdict(cfg).items() if k in RUN_IDENTITY}
+    path = run_dir / "config.json"
+    if path.exists():
+        try:
+            saved = json.loads(path.read_text())
+        except (json.JSONDecodeError, OSError) as e:
+            raise UserError(f"{path}: unreadable ({e}); remove the run directory or pick another --out") from None
+        changed = [k for k in RUN_IDENTITY if saved.get(k) != wanted[k]]
+        if changed:
+            diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {wanted[k]!r}" for k in changed)
+            raise UserError(f"{run_dir} holds a run with other settings ({diffs}); use another --out")
+    elif write:
+        write_json(path, wanted)
+
+
+def _read_history(run_dir: Path) -> list[dict]:
+    path = run_dir / "history.json"
+    return json.loads(path.read_text()) if path.exists() else []
+

@@ -1,0 +1,1 @@
+"""Keras model -> quantized, self-describing .tflite files, verified against Keras."""
