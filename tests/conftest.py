@@ -1,0 +1,59 @@
+"""Shared fixtures: where MNIST is, a tiny synthetic MNIST, and one small trained run for later stages."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "datasets"
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 600, check: bool = True,
+            cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """Run `python cli.py ARGS` in a subprocess, as a user would, and return its result."""
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    result = subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], capture_output=True, text=True,
+                            env=full_env, timeout=timeout, cwd=cwd)
+    if check and result.returncode != 0:
+        raise AssertionError(f"cli.py {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def datasets_dir() -> Path:
+    path = Path(os.environ.get("DIGITCNN_DATASETS", SHARED))
+    if not (path / "mnist").is_dir():
+        pytest.skip(f"shared datasets not found at {path} (set DIGITCNN_DATASETS)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def mnist_npz(datasets_dir: Path) -> Path:
+    return Path(os.environ.get("DIGITCNN_DATA", datasets_dir / "mnist" / "mnist.npz"))
+
+
+@pytest.fixture
+def tiny_npz(tmp_path: Path) -> Path:
+    """A 200/50-image MNIST-layout npz of random blobs: enough to exercise the loader and loop."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "tiny.npz"
+    np.savez(path, x_train=rng.integers(0, 256, (200, 28, 28), dtype=np.uint8),
+             y_train=rng.integers(0, 10, 200, dtype=np.uint8),
+             x_test=rng.integers(0, 256, (50, 28, 28), dtype=np.uint8),
+             y_test=rng.integers(0, 10, 50, dtype=np.uint8))
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory, mnist_npz: Path) -> Path:
+    """A lenet5 run trained for 2 epochs on 6,000 images (about 93% on MNIST): input for export and edge."""
+    out = tmp_path_factory.mktemp("runs") / "small"
+    run_cli("train", "--model", "lenet5", "--subset", "6000", "--epochs", "2", "--data", str(mnist_npz),
+            "--out", str(out))
+    return out
