@@ -60,6 +60,7 @@ def train(**options) -> None:
         ("images/s", f"{m['images_per_second']:.0f}"),
         ("strategy", f"{m['strategy']} x {m['replicas']}"),
         ("parameters", f"{m['params']:,}"),
+        ("weights", m["weights_sha256"][:16]),
         ("run", m["run_dir"]),
     ]
     for name, value in rows:

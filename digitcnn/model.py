@@ -26,8 +26,14 @@ def lenet5() -> keras.Model:
     )
 
 
+def _batch_norm() -> layers.Layer:
+    # Synchronized: statistics over the global batch, so every replica and worker keeps the same
+    # moving averages (and ends with identical weights); a no-op on one device.
+    return layers.BatchNormalization(synchronized=True)
+
+
 def _conv(filters: int) -> list[layers.Layer]:
-    return [layers.Conv2D(filters, 3, use_bias=False), layers.BatchNormalization(), layers.ReLU()]
+    return [layers.Conv2D(filters, 3, use_bias=False), _batch_norm(), layers.ReLU()]
 
 
 def lenet_plus() -> keras.Model:
@@ -47,7 +53,7 @@ def lenet_plus() -> keras.Model:
             layers.Flatten(),
             layers.Dropout(0.3),
             layers.Dense(64, use_bias=False),
-            layers.BatchNormalization(),
+            _batch_norm(),
             layers.ReLU(),
             layers.Dropout(0.3),
             layers.Dense(10),

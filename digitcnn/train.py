@@ -8,6 +8,7 @@ from the last epoch checkpoint and ends exactly where an uninterrupted run would
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import platform
 import shutil
@@ -115,7 +116,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
     latest = tf.train.latest_checkpoint(str(ckpt_dir))
     if latest:
         checkpoint.restore(latest).assert_existing_objects_matched()
-        log(f"resuming {run_dir} from epoch {int(epoch_var.numpy())} ({latest})")
+        log(f"resuming {run_dir} from epoch {int(epoch_var.numpy())} of {cfg.epochs}")
     start_epoch = int(epoch_var.numpy())
     history = _read_history(run_dir)[:start_epoch]
 
@@ -190,6 +191,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
         "seed": cfg.seed,
         "model": cfg.model,
         "params": model.count_params(),
+        "weights_sha256": weights_fingerprint(model),
         "pixel_scaling": data_lib.PIXEL_SCALING,
         "data": {"source": mnist.source, "sha256": mnist.sha256, "verified": mnist.verified,
                  "train": len(x_train), "val": len(x_val), "test": len(mnist.x_test)},
@@ -206,6 +208,14 @@ def train(cfg: TrainConfig, log=print) -> dict:
         plot_curves(history, run_dir / "curves.png")
         write_json(run_dir / "metrics.json", metrics)
     return metrics
+
+
+def weights_fingerprint(model) -> str:
+    """sha256 over every weight: equal fingerprints mean bit-identical models (resume, workers)."""
+    digest = hashlib.sha256()
+    for w in model.get_weights():
+        digest.update(np.ascontiguousarray(w).tobytes())
+    return digest.hexdigest()
 
 
 def evaluate_logits(model, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> tuple[float, float]:

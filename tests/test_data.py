@@ -1,0 +1,131 @@
+"""MNIST loading from npz and IDX, its error messages, and the seeded tf.data pipeline."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import struct
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from digitcnn import data
+from edge.errors import UserError
+
+
+def test_shared_npz_loads_and_is_recognised(mnist_npz):
+    m = data.load_mnist(mnist_npz)
+    assert m.x_train.shape == (60000, 28, 28) and m.x_test.shape == (10000, 28, 28)
+    assert m.x_train.dtype == np.uint8 and set(np.unique(m.y_test)) == set(range(10))
+    assert m.verified != "shape and range only"  # its checksum is a known one
+
+
+def test_shared_idx_test_split_equals_npz(datasets_dir, mnist_npz):
+    idx = data.load_mnist(datasets_dir / "mnist", train=False)
+    npz = data.load_mnist(mnist_npz, train=False)
+    assert np.array_equal(idx.x_test, npz.x_test) and np.array_equal(idx.y_test, npz.y_test)
+    assert idx.x_train is None and "official md5" in idx.verified
+
+
+def test_idx_folder_without_training_images_names_the_missing_file(datasets_dir):
+    with pytest.raises(UserError, match="train-images-idx3-ubyte"):
+        data.load_mnist(datasets_dir / "mnist")
+
+
+def _write_idx(path, array: np.ndarray, compress: bool) -> None:
+    header = struct.pack(">BBBB", 0, 0, 8, array.ndim) + struct.pack(f">{array.ndim}i", *array.shape)
+    raw = header + array.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(raw) if compress else raw)
+
+
+def test_synthetic_idx_folder(tmp_path, tiny_npz):
+    # Plain files: a gzipped file under an official name must match the official checksum.
+    tiny = np.load(tiny_npz)
+    for key, name in data.IDX_NAMES.items():
+        _write_idx(tmp_path / name, tiny[key], compress=False)
+    m = data.load_mnist(tmp_path)
+    assert np.array_equal(m.x_train, tiny["x_train"]) and np.array_equal(m.y_test, tiny["y_test"])
+    assert m.verified == "shape and range only"
+
+
+def test_idx_with_official_name_but_wrong_bytes_fails_checksum(tmp_path, datasets_dir):
+    shutil.copy(datasets_dir / "mnist" / "t10k-labels-idx1-ubyte.gz", tmp_path)
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", np.zeros((10000, 28, 28)), compress=True)
+    with pytest.raises(UserError, match="checksum mismatch"):
+        data.load_mnist(tmp_path, train=False)
+
+
+def test_truncated_idx_is_reported(tmp_path, tiny_npz):
+    tiny = np.load(tiny_npz)
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte", tiny["x_test"], compress=False)
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte", tiny["y_test"], compress=False)
+    path = tmp_path / "t10k-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(UserError, match="truncated"):
+        data.load_mnist(tmp_path, train=False)
+
+
+def test_tiny_npz_loads(tiny_npz):
+    m = data.load_mnist(tiny_npz)
+    assert len(m.x_train) == 200 and len(m.x_test) == 50 and m.verified == "shape and range only"
+
+
+@pytest.mark.parametrize(
+    "break_it, message",
+    [
+        (lambda p, t: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "not a readable .npz"),
+        (lambda p, t: np.savez(p, x_train=t["x_train"], y_train=t["y_train"]), "missing x_test, y_test"),
+        (lambda p, t: np.savez(p, **{**t, "x_test": t["x_test"][:, :27]}), r"x_test must be uint8 \(n, 28, 28\)"),
+        (lambda p, t: np.savez(p, **{**t, "y_train": t["y_train"] + 10}), "labels 0-9"),
+        (lambda p, t: np.savez(p, **{**t, "y_test": t["y_test"][:5]}), "one label per image"),
+    ],
+    ids=["truncated", "missing-keys", "wrong-shape", "bad-labels", "label-count"],
+)
+def test_broken_npz_gives_a_clear_error(tiny_npz, break_it, message):
+    tiny = dict(np.load(tiny_npz))
+    break_it(tiny_npz, tiny)
+    with pytest.raises(UserError, match=message):
+        data.load_mnist(tiny_npz)
+
+
+def test_missing_path_is_a_one_line_cli_error(tmp_path):
+    result = run_cli("train", "--data", str(tmp_path / "nope.npz"), "--out", str(tmp_path / "run"), check=False)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == f"Error: {tmp_path / 'nope.npz'}: no such file or folder " \
+        "(expected an MNIST .npz or a folder of IDX files)"
+
+
+def test_validation_split_is_disjoint_and_seeded():
+    x = np.arange(100).reshape(100, 1, 1).astype(np.uint8)
+    y = np.arange(100) % 10
+    xt, _, xv, _ = data.split_validation(x, y, 10, seed=3)
+    assert len(xv) == 10 and len(xt) == 90 and not set(xt.ravel()) & set(xv.ravel())
+    assert np.array_equal(xv, data.split_validation(x, y, 10, seed=3)[2])
+    assert not np.array_equal(xv, data.split_validation(x, y, 10, seed=4)[2])
+
+
+def _batches(ds):
+    return [(x.numpy(), y.numpy()) for x, y in ds]
+
+
+def test_training_batches_depend_only_on_seed_and_epoch(tiny_npz):
+    from digitcnn.augment import Augmentation
+
+    t = np.load(tiny_npz)
+    make = lambda seed, epoch: _batches(data.make_dataset(t["x_train"], t["y_train"], 32, seed=seed,  # noqa: E731
+                                                          epoch=epoch, augmentation=Augmentation()))
+    first, again = make(1, 0), make(1, 0)
+    assert len(first) == 6  # 200 // 32, the remainder dropped
+    assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(first, again))
+    assert not np.array_equal(first[0][0], make(1, 1)[0][0])
+    assert not np.array_equal(first[0][0], make(2, 0)[0][0])
+
+
+def test_evaluation_batches_are_scaled_in_order(tiny_npz):
+    t = np.load(tiny_npz)
+    (x, y), *_ = _batches(data.make_dataset(t["x_test"], t["y_test"], 64))
+    assert x.shape == (50, 28, 28, 1) and x.dtype == np.float32
+    assert np.allclose(x[..., 0], t["x_test"] * data.PIXEL_SCALING["scale"] + data.PIXEL_SCALING["offset"])
+    assert np.array_equal(y, t["y_test"])

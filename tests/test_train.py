@@ -1,0 +1,121 @@
+"""The training command end to end: outputs, strategies, workers, resume and determinism."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def _metrics(run) -> dict:
+    return json.loads((run / "metrics.json").read_text())
+
+
+def test_short_run_lowers_the_loss_and_writes_every_output(small_run):
+    m = _metrics(small_run)
+    assert m["history"][-1]["loss"] < m["history"][0]["loss"]
+    assert 0.5 < m["test_accuracy"] <= 1 and 0.5 < m["val_accuracy"] <= 1
+    for key in ("wall_seconds", "images_per_second", "strategy", "replicas", "seed", "model", "params",
+                "versions", "data", "pixel_scaling"):
+        assert key in m
+    assert m["model"] == "lenet5" and m["params"] == 61_706 and m["data"]["train"] == 5400
+    assert len(m["data"]["sha256"]) == 64
+    for name in ("model.keras", "metrics.json", "curves.png", "config.json"):
+        assert (small_run / name).stat().st_size > 0
+    assert (small_run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert any((small_run / "checkpoints").glob("ckpt-2.index"))
+    assert any((small_run / "tensorboard").iterdir())
+    assert not list(small_run.rglob("*.tmp*"))  # no temporary file left behind
+
+
+def test_mirrored_on_two_logical_cpus(tmp_path, mnist_npz):
+    out = tmp_path / "mirrored"
+    run_cli("train", "--subset", "2000", "--epochs", "1", "--strategy", "mirrored", "--devices", "2",
+            "--data", str(mnist_npz), "--out", str(out))
+    m = _metrics(out)
+    assert m["strategy"] == "MirroredStrategy" and m["replicas"] == 2 and m["global_batch"] == 256
+
+
+def _free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_two_workers_on_localhost_end_with_identical_weights(tmp_path, mnist_npz):
+    ports = _free_ports(2)
+    cluster = {"worker": [f"localhost:{p}" for p in ports]}
+    out = tmp_path / "multi"
+    procs = []
+    for index in range(2):
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+               "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        procs.append(subprocess.Popen(
+            [sys.executable, str(ROOT / "cli.py"), "train", "--subset", "2000", "--epochs", "2",
+             "--strategy", "multiworker", "--data", str(mnist_npz), "--out", str(out)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
+    outputs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+    fingerprints = [line.split()[-1] for stdout, _ in outputs for line in stdout.splitlines()
+                    if line.strip().startswith("weights")]
+    assert len(fingerprints) == 2 and fingerprints[0] == fingerprints[1]
+    m = _metrics(out)  # the chief's files
+    assert m["replicas"] == 2 and m["weights_sha256"].startswith(fingerprints[0])
+    assert not list(out.glob(".worker-*"))  # the other worker's scratch checkpoints are gone
+
+
+def _train_args(out, data, seed="1") -> list[str]:
+    return ["train", "--model", "lenet-plus", "--subset", "3000", "--epochs", "3", "--seed", seed,
+            "--data", str(data), "--out", str(out)]
+
+
+def test_killed_run_resumes_and_ends_where_an_uninterrupted_run_would(tmp_path, mnist_npz):
+    straight = tmp_path / "straight"
+    run_cli(*_train_args(straight, mnist_npz))
+    again = tmp_path / "again"
+    run_cli(*_train_args(again, mnist_npz))
+    assert _metrics(again)["weights_sha256"] == _metrics(straight)["weights_sha256"]  # same seed, same result
+
+    resumed = tmp_path / "resumed"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *_train_args(resumed, mnist_npz)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    deadline = time.time() + 300
+    while not (resumed / "checkpoints" / "ckpt-1.index").exists():
+        assert proc.poll() is None and time.time() < deadline, "run ended before its first checkpoint"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (resumed / "metrics.json").exists()
+
+    result = run_cli(*_train_args(resumed, mnist_npz))
+    assert "resuming" in result.stdout and "from epoch 3 of 3" not in result.stdout
+    m = _metrics(resumed)
+    assert [h["epoch"] for h in m["history"]] == [1, 2, 3]
+    assert m["weights_sha256"] == _metrics(straight)["weights_sha256"]
+    assert m["test_accuracy"] == _metrics(straight)["test_accuracy"]
+
+    other_seed = tmp_path / "other-seed"
+    run_cli(*_train_args(other_seed, mnist_npz, seed="2"))
+    assert _metrics(other_seed)["weights_sha256"] != _metrics(straight)["weights_sha256"]
+
+
+def test_rerun_with_other_settings_is_refused(small_run, mnist_npz):
+    result = run_cli("train", "--model", "lenet5", "--subset", "6000", "--epochs", "3", "--data", str(mnist_npz),
+                     "--out", str(small_run), check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "holds a run with other settings (epochs: 2 -> 3)" in result.stderr
