@@ -66,7 +66,7 @@ def load_mnist(path: str | os.PathLike | None = None, train: bool = True) -> Mni
     """
     path = path or os.environ.get("DIGITCNN_DATA") or None
     if path is None:
-        path = _download()
+        path = download()
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: no such file or folder (expected an MNIST .npz or a folder of IDX files)")
@@ -76,14 +76,15 @@ def load_mnist(path: str | os.PathLike | None = None, train: bool = True) -> Mni
     return data
 
 
-def _download() -> Path:
+def download(url: str = KERAS_MNIST_URL, sha256: str = KERAS_MNIST_SHA256, cache_dir: str | None = None) -> Path:
+    """Fetch mnist.npz the way Keras does (cached in ~/.keras/datasets), refusing a wrong checksum."""
     import keras
 
     try:
-        return Path(keras.utils.get_file("mnist.npz", origin=KERAS_MNIST_URL, file_hash=KERAS_MNIST_SHA256))
-    except Exception as e:  # network errors come in many types; all mean the same to the user
+        return Path(keras.utils.get_file("mnist.npz", origin=url, file_hash=sha256, cache_dir=cache_dir))
+    except Exception as e:  # network and checksum errors come in many types; all mean the same here
         raise UserError(
-            f"could not download MNIST from {KERAS_MNIST_URL} ({type(e).__name__}); "
+            f"could not download MNIST from {url} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
             "pass --data PATH or set DIGITCNN_DATA to a local mnist.npz or IDX folder"
         ) from None
 

@@ -129,3 +129,14 @@ def test_evaluation_batches_are_scaled_in_order(tiny_npz):
     assert x.shape == (50, 28, 28, 1) and x.dtype == np.float32
     assert np.allclose(x[..., 0], t["x_test"] * data.PIXEL_SCALING["scale"] + data.PIXEL_SCALING["offset"])
     assert np.array_equal(y, t["y_test"])
+
+
+def test_download_verifies_the_checksum(tmp_path, mnist_npz):
+    import hashlib
+
+    url = mnist_npz.resolve().as_uri()  # a local origin, as no machine here reaches the internet
+    sha = hashlib.sha256(mnist_npz.read_bytes()).hexdigest()
+    path = data.download(url, sha, cache_dir=str(tmp_path))
+    assert path.read_bytes() == mnist_npz.read_bytes() and tmp_path in path.parents
+    with pytest.raises(UserError, match="could not download MNIST"):
+        data.download(url, "0" * 64, cache_dir=str(tmp_path / "other"))

@@ -1,0 +1,262 @@
+"""What a .tflite file needs to say about itself so that any runtime can feed it and read it.
+
+One JSON document (schema below) travels with every exported model twice: as the sidecar
+`model_<variant>.json`, and embedded in the .tflite as `metadata.json` inside a zip archive appended
+to the flatbuffer (the TFLite Support convention: the runtimes ignore bytes after the flatbuffer).
+The embedded copy wins, so a renamed or copied model still describes itself.
+
+Only stdlib and numpy here: the edge reads this on a Pi without TensorFlow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import re
+import zipfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edge.errors import UserError
+
+SCHEMA = "digitcnn.model"
+SCHEMA_VERSION = 1
+LABELS = [str(d) for d in range(10)]
+VARIANTS = ("float32", "float16", "dynamic", "int8")
+PREPROCESSING = {"version": 1, "polarity": "white-on-black", "digit_box": 20, "canvas": 28,
+                 "centring": "centre-of-mass"}
+EMBEDDED_NAME = "metadata.json"
+TENSOR_DTYPES = ("float32", "uint8", "int8")
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _fraction(v: Any) -> bool:
+    return _number(v) and 0 <= v <= 1
+
+
+def _text(v: Any) -> bool:
+    return isinstance(v, str) and v != ""
+
+
+# (dotted field, test, what the test wants): the whole schema, checked in this order.
+_FIELDS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("schema", lambda v: v == SCHEMA, repr(SCHEMA)),
+    ("schema_version", lambda v: v == SCHEMA_VERSION, f"{SCHEMA_VERSION} (the version this reader knows)"),
+    ("labels", lambda v: isinstance(v, list) and len(v) == 10 and all(map(_text, v)), "a list of 10 strings"),
+    ("variant", lambda v: v in VARIANTS, f"one of {', '.join(VARIANTS)}"),
+    ("input.shape", lambda v: isinstance(v, list) and len(v) == 4 and all(_int(d) and d > 0 for d in v),
+     "a list of 4 positive integers"),
+    ("input.dtype", lambda v: v in TENSOR_DTYPES, f"one of {', '.join(TENSOR_DTYPES)}"),
+    ("output.shape", lambda v: isinstance(v, list) and len(v) == 2 and all(_int(d) and d > 0 for d in v),
+     "a list of 2 positive integers"),
+    ("output.dtype", lambda v: v in TENSOR_DTYPES, f"one of {', '.join(TENSOR_DTYPES)}"),
+    ("output.kind", lambda v: v == "probabilities", "'probabilities'"),
+    ("pixel_scaling.scale", lambda v: _number(v) and v > 0, "a positive number"),
+    ("pixel_scaling.offset", _number, "a number"),
+    ("preprocessing.version", lambda v: _int(v) and v >= 1, "a positive integer"),
+    ("preprocessing.polarity", lambda v: v == "white-on-black", "'white-on-black'"),
+    ("preprocessing.digit_box", lambda v: _int(v) and v > 0, "a positive integer"),
+    ("preprocessing.canvas", lambda v: _int(v) and v > 0, "a positive integer"),
+    ("preprocessing.centring", _text, "a non-empty string"),
+    ("source.run_dir", _text, "a non-empty string"),
+    ("source.model", _text, "a non-empty string"),
+    ("source.params", lambda v: _int(v) and v > 0, "a positive integer"),
+    ("source.test_accuracy", _fraction, "a number in [0, 1]"),
+    ("verification.images", lambda v: _int(v) and v > 0, "a positive integer"),
+    ("verification.test_accuracy", _fraction, "a number in [0, 1]"),
+    ("verification.keras_test_accuracy", _fraction, "a number in [0, 1]"),
+    ("verification.agreement", _fraction, "a number in [0, 1]"),
+    ("verification.max_abs_diff", lambda v: v is None or _number(v), "a number, or null for quantized output"),
+    ("sha256", lambda v: isinstance(v, str) and re.fullmatch("[0-9a-f]{64}", v) is not None,
+     "64 lowercase hex digits"),
+)
+
+
+def _field(meta: Any, dotted: str, where: str) -> Any:
+    value = meta
+    for key in dotted.split("."):
+        if not isinstance(value, dict) or key not in value:
+            raise UserError(f"{where}: missing field {dotted}")
+        value = value[key]
+    return value
+
+
+def _fail(where: str, dotted: str, wants: str, value: Any) -> UserError:
+    shown = repr(value)
+    return UserError(f"{where}: {dotted} must be {wants}, not {shown[:60]}{'...' if len(shown) > 60 else ''}")
+
+
+def _check_quantization(meta: dict, tensor: str, where: str) -> None:
+    """Integer tensors need a scale and zero point in their dtype's range; float tensors have none."""
+    spec = meta[tensor]
+    scale, zero_point = _field(meta, f"{tensor}.scale", where), _field(meta, f"{tensor}.zero_point", where)
+    if spec["dtype"] == "float32":
+        if scale is not None or zero_point is not None:
+            raise _fail(where, f"{tensor}.scale and zero_point", "null for a float32 tensor", (scale, zero_point))
+        return
+    if not (_number(scale) and scale > 0):
+        raise _fail(where, f"{tensor}.scale", f"a positive number for a {spec['dtype']} tensor", scale)
+    info = np.iinfo(spec["dtype"])
+    if not (_int(zero_point) and info.min <= zero_point <= info.max):
+        raise _fail(where, f"{tensor}.zero_point", f"an integer in [{info.min}, {info.max}]", zero_point)
+
+
+def validate_metadata(meta: Any, where: str = "model metadata") -> dict:
+    """Return `meta` if it follows the schema; else raise a one-line UserError naming the field."""
+    if not isinstance(meta, dict):
+        raise UserError(f"{where}: must be a JSON object, not {type(meta).__name__}")
+    for dotted, test, wants in _FIELDS:
+        value = _field(meta, dotted, where)
+        if not test(value):
+            raise _fail(where, dotted, wants, value)
+    for tensor in ("input", "output"):
+        _check_quantization(meta, tensor, where)
+    if meta["output"]["shape"][1] != len(meta["labels"]):
+        raise UserError(f"{where}: output.shape {meta['output']['shape']} does not give one score per label")
+    return meta
+
+
+def check_pixel_scaling(obj: Any, where: str) -> dict:
+    """The {scale, offset} mapping from uint8 pixels to model input, as floats, or a UserError."""
+    for key, test, wants in _FIELDS:
+        if key.startswith("pixel_scaling."):
+            value = _field({"pixel_scaling": obj}, key, where)
+            if not test(value):
+                raise _fail(where, key, wants, value)
+    return {"scale": float(obj["scale"]), "offset": float(obj["offset"])}
+
+
+def build_metadata(*, variant: str, input: dict, output: dict, pixel_scaling: dict, source: dict,
+                   verification: dict, flatbuffer: bytes) -> dict:
+    """The full, validated metadata of one exported flatbuffer (`input`/`output`: shape, dtype,
+    scale, zero_point as the interpreter reports them)."""
+    meta = {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "labels": list(LABELS),
+        "variant": variant,
+        "input": dict(input),
+        "output": {**output, "kind": "probabilities"},
+        "pixel_scaling": dict(pixel_scaling),
+        "preprocessing": dict(PREPROCESSING),
+        "source": dict(source),
+        "verification": dict(verification),
+        "sha256": sha256(flatbuffer),
+    }
+    return validate_metadata(meta)
+
+
+def sha256(model: bytes) -> str:
+    """sha256 of the bare flatbuffer, so embedding metadata does not change a model's identity."""
+    return hashlib.sha256(bare_flatbuffer(model)).hexdigest()
+
+
+def _zip_entries(model: bytes) -> list[zipfile.ZipInfo]:
+    try:
+        with zipfile.ZipFile(io.BytesIO(model)) as zf:
+            return zf.infolist()
+    except zipfile.BadZipFile:
+        return []
+
+
+def bare_flatbuffer(model: bytes) -> bytes:
+    """The flatbuffer without any appended zip archive (zipfile reports absolute header offsets)."""
+    entries = _zip_entries(model)
+    return model[: min(e.header_offset for e in entries)] if entries else model
+
+
+def embed_metadata(model: bytes, meta: dict) -> bytes:
+    """The flatbuffer followed by a zip holding metadata.json; replaces any earlier embedded copy.
+
+    The zip entry is stored uncompressed with a fixed timestamp, so equal inputs give equal files.
+    """
+    flatbuffer = bare_flatbuffer(model)
+    validate_metadata(meta)
+    if meta["sha256"] != sha256(flatbuffer):
+        raise UserError("metadata sha256 does not match the model it is being embedded in")
+    buffer = io.BytesIO(flatbuffer)
+    buffer.seek(0, io.SEEK_END)
+    with zipfile.ZipFile(buffer, "a", compression=zipfile.ZIP_STORED) as zf:
+        zf.writestr(zipfile.ZipInfo(EMBEDDED_NAME, date_time=(1980, 1, 1, 0, 0, 0)),
+                    json.dumps(meta, indent=2, sort_keys=True))
+    return buffer.getvalue()
+
+
+def read_embedded(model: bytes, where: str = "model") -> dict | None:
+    """The embedded metadata as stored (not validated), or None if the file carries none."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(model)) as zf:
+            raw = zf.read(EMBEDDED_NAME)
+    except (zipfile.BadZipFile, KeyError):
+        return None
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{where}: embedded {EMBEDDED_NAME} is not valid JSON ({e})") from None
+
+
+def sidecar_path(model_path: str | Path) -> Path:
+    return Path(model_path).with_suffix(".json")
+
+
+def load_metadata(model_path: str | Path) -> dict:
+    """Metadata of a .tflite file: the embedded copy, else the JSON sidecar beside it.
+
+    Either must describe exactly this flatbuffer (sha256), so a stale sidecar is refused.
+    """
+    path = Path(model_path)
+    try:
+        model = path.read_bytes()
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror})") from None
+    meta, where = read_embedded(model, str(path)), f"{path} (embedded metadata)"
+    if meta is None:
+        sidecar = sidecar_path(path)
+        where = str(sidecar)
+        try:
+            meta = json.loads(sidecar.read_text())
+        except FileNotFoundError:
+            raise UserError(f"{path}: no embedded metadata and no {sidecar.name} beside it; "
+                            "re-export it with `cli.py export`") from None
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise UserError(f"{sidecar}: not readable JSON ({e})") from None
+    validate_metadata(meta, where)
+    if meta["sha256"] != sha256(model):
+        raise UserError(f"{where}: describes another model (sha256 differs); re-export it with `cli.py export`")
+    return meta
+
+
+def model_input(pixels: np.ndarray, meta: dict) -> np.ndarray:
+    """uint8 white-on-black pixels, (28, 28) or (n, 28, 28) -> the model's (n, 28, 28, 1) input.
+
+    Pixels become model values by `meta["pixel_scaling"]`, then the input tensor's own quantization
+    (none for float models). `meta` may be any dict holding the pixel_scaling and input fields.
+    """
+    spec, scaling = meta["input"], meta["pixel_scaling"]
+    pixels = np.asarray(pixels)
+    if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3) or pixels.shape[-2:] != tuple(spec["shape"][1:3]):
+        raise ValueError(f"expected uint8 pixels of shape (n,) {tuple(spec['shape'][1:3])}, "
+                         f"got {pixels.dtype} {pixels.shape}")
+    values = pixels.reshape(-1, *spec["shape"][1:]).astype(np.float64) * scaling["scale"] + scaling["offset"]
+    if spec["scale"] is None:
+        return values.astype(spec["dtype"])
+    info = np.iinfo(spec["dtype"])
+    return np.clip(np.round(values / spec["scale"] + spec["zero_point"]), info.min, info.max).astype(spec["dtype"])
+
+
+def probabilities(output: np.ndarray, meta: dict) -> np.ndarray:
+    """The model's raw output tensor -> float32 class probabilities, dequantized if need be."""
+    spec = meta["output"]
+    values = np.asarray(output, dtype=np.float32)
+    return values if spec["scale"] is None else (values - spec["zero_point"]) * np.float32(spec["scale"])

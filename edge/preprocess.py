@@ -1,0 +1,549 @@
+"""Real photos, scans and screen drawings of a digit -> 28x28 arrays framed exactly like MNIST.
+
+A model trained on MNIST only reads digits that look like MNIST: white ink on black, the digit
+scaled so its longer side is 20 px, anti-aliased grey edges, centre of mass at the centre of a
+28x28 field. Photos differ in every one of those, plus lighting, paper texture and specks, so this
+module undoes each difference in turn. numpy and Pillow only: this runs on the device.
+
+Pipeline (`to_mnist`): gray working image (EXIF, every mode, alpha) -> ink polarity -> background
+removal (morphological opening, so uneven light and paper tone drop out) -> hysteresis threshold
+above the noise floor -> connected components, keep the digit and drop specks -> soft ink
+intensity -> `frame_digit` (crop, scale to 20 px, centre by mass).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from edge.errors import UserError
+
+MAX_PIXELS = 64_000_000
+"""Refuse larger images (decompression bombs): 8000x8000 still passes, and so does a 50 MP phone."""
+LOAD_SIDE = 1024
+"""`load_image` asks JPEG decoders for at least this long a side (DCT scaling: fast and clean)."""
+WORK_SIDE = 256
+"""Long side of the working image: a digit filling a quarter of the frame still gets 60+ px."""
+MIN_WORK_SIDE = 64
+"""Smaller inputs (16x16 scans, icons) are upscaled first so thresholds and centring stay smooth."""
+BOX = 20
+"""MNIST fits each digit's longer side to 20 px ..."""
+SIZE = 28
+"""... and centres it by mass in a 28x28 field."""
+MIN_CONTRAST = 16.0
+"""Ink must differ from the paper by this many gray levels (of 255) at least, or there is no digit."""
+MIN_SNR = 5.0
+"""... and by this many times the noise level of the background."""
+
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+
+class NoDigit(UserError):
+    """The image holds no ink worth reading (blank, noise only, or too faint): answer "no digit"."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_image(path: str | os.PathLike, *, max_side: int | None = LOAD_SIDE) -> Image.Image:
+    """Open and fully decode an image file, EXIF orientation applied; any failure is a UserError.
+
+    Decoding here (not lazily later) is what catches truncated files. JPEGs are decoded at the
+    smallest DCT scale that keeps `max_side` px (None: full size), which makes 12 MP photos cheap.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise UserError(f"{path}: empty file, not an image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                if w * h > MAX_PIXELS:
+                    raise UserError(f"{path}: {w}x{h} image is too large ({w * h:,} pixels, at most {MAX_PIXELS:,})")
+                if max_side and im.format == "JPEG" and max(w, h) > max_side:
+                    scale = max(w, h) / max_side
+                    im.draft(im.mode, (math.ceil(w / scale), math.ceil(h / scale)))
+                im.load()
+                image = ImageOps.exif_transpose(im)
+    except UserError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise UserError(f"{path}: image too large, refused as a possible decompression bomb ({exc})") from None
+    except Image.UnidentifiedImageError:
+        raise UserError(f"{path}: not an image Pillow can read") from None
+    except MemoryError:
+        raise UserError(f"{path}: image too large to decode in memory") from None
+    except Exception as exc:  # noqa: BLE001  Pillow's decoders raise many types on corrupt data
+        raise UserError(f"{path}: unreadable or truncated image ({type(exc).__name__}: {exc})".replace("\n", " ")) from None
+    if image.width == 0 or image.height == 0:
+        raise UserError(f"{path}: image has no pixels")
+    return image
+
+
+# --------------------------------------------------------------------------------------------------
+# Gray levels
+
+
+def to_gray(image: Image.Image, max_side: int | None = None) -> np.ndarray:
+    """Any Pillow image -> float32 gray array in 0..255, EXIF-rotated, alpha composited.
+
+    Transparent areas become the colour that contrasts with the visible strokes (a drawing app's
+    strokes on nothing), or the paper's own tone when most of the image is opaque (a cut-out), so
+    transparency is never read as ink. `max_side` box-downscales early, before any float work.
+    """
+    if image.getexif().get(0x0112, 1) != 1:
+        image = ImageOps.exif_transpose(image)
+    mode = image.mode
+    if mode == "P":
+        mode = "RGBA" if "transparency" in image.info else "RGB"
+        image = image.convert(mode)
+    elif mode == "PA":
+        image = image.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "La", "RGBa"):
+        image = image.convert("LA") if mode != "La" else image.convert("LA")
+        image = _shrink(image, max_side)
+        la = np.asarray(image, dtype=np.float32)
+        return _composite(la[..., 0], la[..., 1] / 255.0)
+    if mode in ("I", "F") or mode.startswith("I;16"):
+        a = _scale_wide(np.asarray(image))
+        image = Image.fromarray(a.astype(np.uint8), "L")
+    elif mode != "L":
+        try:
+            image = image.convert("L")
+        except (ValueError, OSError):
+            image = image.convert("RGB").convert("L")
+    image = _shrink(image, max_side)
+    return np.asarray(image, dtype=np.float32)
+
+
+def _shrink(image: Image.Image, max_side: int | None) -> Image.Image:
+    """Box-downscale so the long side is at most `max_side` (integer reduce first: fast, exact)."""
+    if not max_side:
+        return image
+    side = max(image.size)
+    if side <= max_side:
+        return image
+    factor = side // max_side
+    if factor >= 2:
+        image = image.reduce(factor)
+    if max(image.size) > max_side:
+        s = max_side / max(image.size)
+        image = image.resize((max(1, round(image.width * s)), max(1, round(image.height * s))), Image.BOX)
+    return image
+
+
+def _scale_wide(a: np.ndarray) -> np.ndarray:
+    """16-bit, 32-bit and float pixels -> 0..255: by their nominal range when they fit one, else min-max."""
+    a = np.asarray(a, dtype=np.float64)
+    finite = np.isfinite(a)
+    if not finite.all():
+        a = np.where(finite, a, 0.0)
+    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+    if lo >= 0 and hi <= 1.0 and not np.issubdtype(a.dtype, np.integer) and hi > 0 and (a != np.round(a)).any():
+        return np.clip(a * 255.0, 0, 255)
+    if lo >= 0 and hi <= 255:
+        return a
+    if lo >= 0 and hi <= 65535:
+        return a / 257.0
+    return (a - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)
+
+
+def _composite(lum: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    opaque = alpha > 0.5
+    frac = float(opaque.mean())
+    if frac == 0.0:
+        return np.zeros_like(lum)  # nothing visible at all: a blank image
+    if frac > 0.5:
+        bg = float(np.median(lum[opaque]))  # mostly opaque: transparent corners take the paper's tone
+    else:
+        vis = float((lum * alpha).sum() / alpha.sum())
+        bg = 255.0 if vis < 128 else 0.0  # strokes on nothing: put them on a contrasting ground
+    return (lum * alpha + bg * (1.0 - alpha)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------------
+# Small numpy morphology (Pillow's rank filters sort every window: far too slow here)
+
+
+def _minmax_filter(a: np.ndarray, k: int, op) -> np.ndarray:
+    """Square k x k min or max filter (separable), edges replicated."""
+    if k <= 1:
+        return a
+    r = k // 2
+    h, w = a.shape
+    p = np.pad(a, r, mode="edge")
+    rows = p[:, 0:w].copy()
+    for i in range(1, 2 * r + 1):
+        op(rows, p[:, i:i + w], out=rows)
+    out = rows[0:h].copy()
+    for i in range(1, 2 * r + 1):
+        op(out, rows[i:i + h], out=out)
+    return out
+
+
+def _box_blur(a: np.ndarray, r: int) -> np.ndarray:
+    """Mean over a (2r+1)^2 window, edges replicated (cumulative sums: cost independent of r)."""
+    if r <= 0:
+        return a
+    k = 2 * r + 1
+    p = np.pad(a.astype(np.float64), r, mode="edge")
+    c = np.cumsum(p, axis=0)
+    c = np.concatenate([np.zeros((1, c.shape[1])), c])
+    rows = c[k:] - c[:-k]
+    c = np.cumsum(rows, axis=1)
+    c = np.concatenate([np.zeros((c.shape[0], 1)), c], axis=1)
+    return ((c[:, k:] - c[:, :-k]) / (k * k)).astype(np.float32)
+
+
+def _resize(a: np.ndarray, size: tuple[int, int], resample=Image.BILINEAR) -> np.ndarray:
+    """Resize a float32 array to (width, height) through Pillow's 'F' mode."""
+    return np.asarray(Image.fromarray(np.ascontiguousarray(a, dtype=np.float32), "F").resize(size, resample))
+
+
+# --------------------------------------------------------------------------------------------------
+# Connected components
+
+
+def label(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """8-connected components of a boolean mask: (int32 labels, 0 = background, and their count).
+
+    Works on row runs (numpy finds the runs and which runs of the next row they touch, then a
+    vectorised union-find merges them), so it costs about as much as a few passes over the mask.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    h, w = mask.shape
+    labels = np.zeros((h, w), np.int32)
+    if h == 0 or w == 0:
+        return labels, 0
+    m = np.zeros((h, w + 2), np.int8)
+    m[:, 1:-1] = mask
+    d = np.diff(m, axis=1)
+    sr, sc = np.nonzero(d == 1)  # run starts, in raster order
+    ec = np.nonzero(d == -1)[1]  # run ends (exclusive), same order
+    n = sr.size
+    if n == 0:
+        return labels, 0
+    k = w + 2
+    start_key = sr * k + sc
+    last_key = sr * k + ec - 1
+    # Runs b of the next row touching run a (8-connected): last_b >= start_a - 1 and start_b <= last_a + 1.
+    lo = np.searchsorted(last_key, (sr + 1) * k + sc - 1, "left")
+    hi = np.searchsorted(start_key, (sr + 1) * k + ec, "right")
+    cnt = np.maximum(hi - lo, 0)
+    parent = np.arange(n)
+    total = int(cnt.sum())
+    if total:
+        u = np.repeat(np.arange(n), cnt)
+        v = np.arange(total) - np.repeat(np.cumsum(cnt) - cnt, cnt) + np.repeat(lo, cnt)
+        while True:
+            pu, pv = parent[u], parent[v]
+            low = np.minimum(pu, pv)
+            new = parent.copy()
+            np.minimum.at(new, pu, low)
+            np.minimum.at(new, pv, low)
+            while True:  # pointer jumping: every run points at its root
+                nxt = new[new]
+                if np.array_equal(nxt, new):
+                    break
+                new = nxt
+            if np.array_equal(new, parent):
+                break
+            parent = new
+    roots, comp = np.unique(parent, return_inverse=True)
+    labels.ravel()[mask.ravel()] = np.repeat(comp.astype(np.int32) + 1, ec - sc)
+    return labels, int(roots.size)
+
+
+@dataclass(frozen=True)
+class Component:
+    """One connected blob of ink: its label, pixel count, ink mass and bounding box (half-open)."""
+
+    label: int
+    area: int
+    mass: float
+    top: int
+    left: int
+    bottom: int
+    right: int
+
+    @property
+    def height(self) -> int:
+        return self.bottom - self.top
+
+    @property
+    def width(self) -> int:
+        return self.right - self.left
+
+
+def components(labels: np.ndarray, count: int, weight: np.ndarray | None = None) -> list[Component]:
+    """Area, ink mass (sum of `weight`, default area) and bounding box of every labelled component."""
+    if count == 0:
+        return []
+    flat = labels.ravel()
+    area = np.bincount(flat, minlength=count + 1)
+    mass = np.bincount(flat, weights=None if weight is None else weight.ravel(), minlength=count + 1)
+    ys, xs = np.nonzero(labels)
+    lab = labels[ys, xs]
+    big = np.iinfo(np.int64).max
+    top = np.full(count + 1, big)
+    left = np.full(count + 1, big)
+    bottom = np.full(count + 1, -1)
+    right = np.full(count + 1, -1)
+    np.minimum.at(top, lab, ys)
+    np.minimum.at(left, lab, xs)
+    np.maximum.at(bottom, lab, ys)
+    np.maximum.at(right, lab, xs)
+    return [Component(i, int(area[i]), float(mass[i]), int(top[i]), int(left[i]), int(bottom[i]) + 1,
+                      int(right[i]) + 1) for i in range(1, count + 1)]
+
+
+# --------------------------------------------------------------------------------------------------
+# Ink
+
+
+def _otsu(values: np.ndarray) -> float:
+    """Otsu's threshold of values in 0..255."""
+    hist = np.bincount(np.clip(values, 0, 255).astype(np.uint8).ravel(), minlength=256).astype(np.float64)
+    total = hist.sum()
+    if total == 0:
+        return 0.0
+    levels = np.arange(256, dtype=np.float64)
+    w0 = np.cumsum(hist)
+    m0 = np.cumsum(hist * levels)
+    w1 = total - w0
+    mean_all = m0[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (mean_all * w0 - m0 * total) ** 2 / (w0 * w1)
+    between[~np.isfinite(between)] = -1
+    return float(np.argmax(between)) + 0.5
+
+
+def ink_is_dark(gray: np.ndarray) -> bool:
+    """Polarity: is the ink darker than its background?
+
+    The background owns the image's border and most of its pixels, so it sits at one end of the
+    gray range and the ink at the other: compare the border's median with the 1st and 99th
+    percentiles. A near tie (strong vignetting) is broken by the skew of the whole image.
+    """
+    small = gray if max(gray.shape) <= 96 else _resize(gray, _fit(gray.shape, 96), Image.BOX)
+    h, w = small.shape
+    b = max(1, round(min(h, w) / 16))
+    border = np.concatenate([small[:b].ravel(), small[-b:].ravel(), small[:, :b].ravel(), small[:, -b:].ravel()])
+    bmed = float(np.median(border))
+    p1, med, p99 = np.percentile(small, [1, 50, 99])
+    dark_gap, bright_gap = bmed - p1, p99 - bmed
+    if abs(dark_gap - bright_gap) > 0.25 * max(dark_gap, bright_gap, 1e-6):
+        return bool(dark_gap > bright_gap)
+    centred = small - med
+    return bool((centred ** 3).mean() < 0)
+
+
+def _fit(shape: tuple[int, int], side: int) -> tuple[int, int]:
+    """(width, height) with the longer side `side`, aspect kept."""
+    h, w = shape
+    s = side / max(h, w)
+    return max(1, round(w * s)), max(1, round(h * s))
+
+
+@dataclass
+class Ink:
+    """What `find_ink` learned about an image: soft ink (0..1, ink bright), hysteresis mask, levels."""
+
+    ink: np.ndarray  # float32, 0 = background, 1 = full-strength stroke
+    mask: np.ndarray  # bool, pixels confidently ink
+    contrast: np.ndarray  # float32, background-removed signal in gray levels (ink bright)
+    noise: float  # robust standard deviation of the background, gray levels
+    low: float  # hysteresis thresholds on `contrast`
+    high: float
+
+
+def find_ink(gray: np.ndarray, dark_ink: bool | None = None) -> Ink:
+    """Background-removed ink signal and mask of a gray array (any size; polarity found if None).
+
+    The background is a morphological opening of the ink-bright image with a window wider than
+    any stroke, done at low resolution: it follows lighting gradients and shadows but cannot follow
+    strokes, so `gray - background` is ink alone. The mask is a hysteresis threshold: seeds above
+    max(Otsu, 5 sigma of noise) grown through pixels above half that, so faint stroke parts stay
+    attached to their digit while isolated noise never seeds.
+    """
+    g = np.asarray(gray, dtype=np.float32)
+    if dark_ink is None:
+        dark_ink = ink_is_dark(g)
+    if dark_ink:
+        g = 255.0 - g
+    h, w = g.shape
+    # Background: opening at ~48 px long side, window ~1/4 of the short side (wider than strokes).
+    bw, bh = _fit((h, w), 48) if max(h, w) > 48 else (w, h)
+    small = _resize(g, (bw, bh), Image.BOX) if (bw, bh) != (w, h) else g
+    k = max(3, (min(bw, bh) // 4) | 1)
+    bg_small = _minmax_filter(_minmax_filter(small, k, np.minimum), k, np.maximum)
+    bg_small = _box_blur(bg_small, max(1, k // 4))
+    bg = _resize(bg_small, (w, h), Image.BILINEAR) if (bw, bh) != (w, h) else bg_small
+    r = g - bg
+    sample = r[::2, ::2] if r.size > 20000 else r
+    med = float(np.median(sample))
+    noise = 1.4826 * float(np.median(np.abs(sample - med)))
+    contrast = np.maximum(r - med, 0.0)
+    otsu = _otsu(contrast)
+    high = max(otsu, MIN_SNR * noise, MIN_CONTRAST * 0.5)
+    low = max(0.5 * high, 2.5 * noise)
+    weak = contrast > low
+    labels, count = label(weak)
+    if count:
+        seeded = np.zeros(count + 1, bool)
+        seeded[labels[contrast > high]] = True
+        seeded[0] = False
+        mask = seeded[labels]
+    else:
+        mask = weak
+    ink = np.zeros_like(contrast)
+    if mask.any():
+        level = float(np.percentile(contrast[mask], 75))
+        floor = max(2.0 * noise, 0.25 * low)
+        if level > floor:
+            ink = np.clip((contrast - floor) / (level - floor), 0.0, 1.0)
+    return Ink(ink=ink.astype(np.float32), mask=mask, contrast=contrast, noise=noise, low=low, high=high)
+
+
+def ink_mask(image: Image.Image, max_side: int = WORK_SIDE) -> tuple[np.ndarray, np.ndarray]:
+    """(soft ink 0..1 with ink bright, boolean ink mask) of an image at its working resolution.
+
+    For splitting a photo into digits: `label(mask)`, then `frame_digit` on each component's crop.
+    """
+    found = find_ink(_working_gray(image, max_side))
+    return found.ink, found.mask
+
+
+def _working_gray(image: Image.Image, max_side: int) -> np.ndarray:
+    g = to_gray(image, max_side)
+    if max(g.shape) < MIN_WORK_SIDE:
+        g = _resize(g, _fit(g.shape, MIN_WORK_SIDE), Image.BICUBIC)
+        g = np.clip(g, 0, 255)
+    return g
+
+
+# --------------------------------------------------------------------------------------------------
+# The digit
+
+
+def select_digit(found: Ink) -> np.ndarray:
+    """Mask of the digit's components: the heaviest one and those near it; specks dropped.
+
+    A digit can come in pieces (a 5's flag, a 4 drawn in two strokes, a pen that skipped), so
+    components near the heaviest are kept when they are not specks. Raises NoDigit if nothing
+    credible is left.
+    """
+    labels, count = label(found.mask)
+    comps = components(labels, count, found.contrast)
+    h, w = found.mask.shape
+    min_area = max(4, round(1e-4 * h * w))
+    comps = [c for c in comps if c.area >= min_area]
+    if not comps:
+        raise NoDigit("no digit found: the image is blank or too faint")
+    main = max(comps, key=lambda c: c.mass)
+    level = main.mass / main.area
+    if level < max(MIN_CONTRAST, MIN_SNR * found.noise) or max(main.height, main.width) < 0.03 * max(h, w):
+        raise NoDigit("no digit found: only noise or specks")
+    size = max(main.height, main.width)
+    mt, ml, mb, mr = main.top - 0.5 * size, main.left - 0.5 * size, main.bottom + 0.5 * size, main.right + 0.5 * size
+    keep = np.zeros(count + 1, bool)
+    keep[main.label] = True
+    for c in comps:
+        if c is main or c.area < 0.03 * main.area:
+            continue
+        if c.top >= mt and c.left >= ml and c.bottom <= mb and c.right <= mr:
+            keep[c.label] = True
+    return keep[labels]
+
+
+def frame_digit(ink: np.ndarray) -> np.ndarray:
+    """A crop of soft ink (ink bright; float 0..1 or uint8) -> 28x28 uint8 framed like MNIST.
+
+    The ink's bounding box is scaled so its longer side is 20 px (area-averaging, which makes
+    MNIST's grey anti-aliased edges), then pasted so its centre of mass lands on pixel (14, 14),
+    to the nearest pixel, as MNIST's own centring did.
+    """
+    a = np.asarray(ink, dtype=np.float32)
+    if a.ndim != 2 or a.size == 0:
+        raise ValueError(f"frame_digit wants a 2-D ink array, got shape {a.shape}")
+    if np.issubdtype(np.asarray(ink).dtype, np.integer):
+        a = a / 255.0
+    peak = float(a.max())
+    if not peak > 0:
+        raise NoDigit("no digit found: no ink in the crop")
+    rows = np.nonzero((a >= 0.25 * peak).any(axis=1))[0]
+    cols = np.nonzero((a >= 0.25 * peak).any(axis=0))[0]
+    crop = a[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    h, w = crop.shape
+    s = BOX / max(h, w)
+    size = (max(1, min(BOX, round(w * s))), max(1, min(BOX, round(h * s))))
+    resample = Image.BOX if s < 1 else Image.BILINEAR
+    small = np.clip(_resize(crop, size, resample), 0.0, None)
+    top_val = float(small.max())
+    if not top_val > 0:
+        raise NoDigit("no digit found: no ink in the crop")
+    small = np.clip(small / max(top_val, 1e-6) if top_val < 1 else small, 0.0, 1.0)
+    sh, sw = small.shape
+    mass = small.sum()
+    cy = float((small.sum(axis=1) * np.arange(sh)).sum() / mass)
+    cx = float((small.sum(axis=0) * np.arange(sw)).sum() / mass)
+    top = min(max(int(round(14 - cy)), 0), SIZE - sh)
+    left = min(max(int(round(14 - cx)), 0), SIZE - sw)
+    out = np.zeros((SIZE, SIZE), np.float32)
+    out[top:top + sh, left:left + sw] = small
+    return np.round(out * 255.0).astype(np.uint8)
+
+
+def is_mnist_framed(a: np.ndarray) -> bool:
+    """Is this 28x28 uint8 array already an MNIST image (white ink on black, 20 px box, centred)?"""
+    if a.shape != (SIZE, SIZE):
+        return False
+    nz = a > 0
+    if not nz.any():
+        return False
+    border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
+    if np.count_nonzero(border) > 4 or nz.mean() > 0.5:
+        return False
+    rows = np.nonzero(nz.any(axis=1))[0]
+    cols = np.nonzero(nz.any(axis=0))[0]
+    if max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 not in (19, 20, 21):
+        return False
+    f = a.astype(np.float64)
+    m = f.sum()
+    cy = (f.sum(axis=1) * np.arange(SIZE)).sum() / m
+    cx = (f.sum(axis=0) * np.arange(SIZE)).sum() / m
+    return abs(cy - 14) <= 0.75 and abs(cx - 14) <= 0.75
+
+
+def to_mnist(image: Image.Image) -> np.ndarray:
+    """One digit in any photo, scan or drawing -> (28, 28) uint8, white ink on black, MNIST framing.
+
+    An image that is already MNIST-framed (28x28, either polarity) comes back exactly as it is
+    (inverted if black on white): re-framing an MNIST digit can only blur it. Raises NoDigit when
+    there is no credible ink (blank, noise only, too faint).
+    """
+    if image.size == (SIZE, SIZE) and "A" not in image.mode and image.mode != "P":
+        a = np.round(to_gray(image)).astype(np.uint8)
+        if is_mnist_framed(a):
+            return a.copy()
+        if is_mnist_framed(255 - a):
+            return 255 - a
+    gray = _working_gray(image, WORK_SIDE)
+    found = find_ink(gray)
+    digit = select_digit(found)
+    ink = np.where(_minmax_filter(digit.astype(np.uint8), 3, np.maximum) > 0, found.ink, 0.0)
+    rows = np.nonzero(digit.any(axis=1))[0]
+    cols = np.nonzero(digit.any(axis=0))[0]
+    t, b, l, r = max(rows[0] - 1, 0), rows[-1] + 2, max(cols[0] - 1, 0), cols[-1] + 2
+    return frame_digit(ink[t:b, l:r])
