@@ -9,17 +9,10 @@ import os
 
 import click
 
+from edge import cli as edge_cli
+from edge.cli import Cli
 from edge.errors import UserError
-
-
-class Cli(click.Group):
-    """Turns a UserError anywhere below into a one-line message and exit code 1."""
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except UserError as e:
-            raise click.ClickException(str(e)) from None
+from edge.metadata import VARIANTS
 
 
 @click.group(cls=Cli)
@@ -66,6 +59,40 @@ def train(**options) -> None:
     for name, value in rows:
         click.echo(f"{name:>14}  {value}")
 
+
+@main.command()
+@click.argument("source", metavar="RUN_DIR|MODEL.keras", type=click.Path())
+@click.option("--quantize", type=click.Choice([*VARIANTS, "all"]), default="int8", show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), help="Output directory (default: beside the model).")
+@click.option("--max-drop", type=float, default=0.3, show_default=True,
+              help="Refuse a variant whose test accuracy is more than this many percentage points below Keras'.")
+@click.option("--data", type=click.Path(), help="MNIST .npz or IDX folder (default: $DIGITCNN_DATA, else download).")
+def export(source: str, quantize: str, out: str | None, max_drop: float, data: str | None) -> None:
+    """Convert a trained run into verified, self-describing model_<variant>.tflite (+ .json) files."""
+    _quiet_tensorflow()
+    from export.pipeline import export_run
+
+    variants = list(VARIANTS) if quantize == "all" else [quantize]
+    results = []
+    for exported in export_run(source, variants, out, max_drop, data):
+        if not results:
+            click.echo(f"{'variant':<8} {'bytes':>9} {'accuracy':>9} {'agreement':>10} {'max|dp|':>8} "
+                       f"{'latency/image':>13}  file")
+        results.append(exported)
+        scores = exported.verification
+        diff = "-" if scores["max_abs_diff"] is None else f"{scores['max_abs_diff']:.1e}"
+        click.echo(f"{exported.variant:<8} {exported.size:>9,} {scores['test_accuracy']:>9.2%} "
+                   f"{scores['agreement']:>10.2%} {diff:>8} {exported.latency * 1e6:>10.0f} us  "
+                   f"{exported.path or 'not written'}")
+    scores = results[-1].verification
+    click.echo(f"Keras model: {scores['keras_test_accuracy']:.2%} on {scores['images']:,} test images; "
+               "agreement = same top-1 class as Keras; latency at batch 1, one thread")
+    failures = [e.failure for e in results if e.failure]
+    if failures:
+        raise UserError(" | ".join(failures))
+
+for command in edge_cli.main.commands.values():
+    main.add_command(command)
 
 if __name__ == "__main__":
     main()

@@ -189,7 +189,7 @@ def embed_metadata(model: bytes, meta: dict) -> bytes:
     buffer.seek(0, io.SEEK_END)
     with zipfile.ZipFile(buffer, "a", compression=zipfile.ZIP_STORED) as zf:
         zf.writestr(zipfile.ZipInfo(EMBEDDED_NAME, date_time=(1980, 1, 1, 0, 0, 0)),
-                    json.dumps(meta, indent=2, sort_keys=True))
+                    json.dumps(meta, sort_keys=True, separators=(",", ":")))
     return buffer.getvalue()
 
 

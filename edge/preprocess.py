@@ -329,6 +329,14 @@ def _otsu(values: np.ndarray) -> float:
     return float(np.argmax(between)) + 0.5
 
 
+def _otsu_any(values: np.ndarray) -> float:
+    """Otsu's threshold of values on any scale."""
+    lo, hi = float(values.min()), float(values.max())
+    if not hi - lo > 1e-6:
+        return hi + 1.0
+    return lo + (hi - lo) * _otsu((values - lo) * (255.0 / (hi - lo))) / 255.0
+
+
 def ink_is_dark(gray: np.ndarray) -> bool:
     """Polarity: is the ink darker than its background?
 
@@ -368,6 +376,53 @@ class Ink:
     high: float
 
 
+def _background(g: np.ndarray) -> np.ndarray:
+    """The paper (or screen) alone, ink-bright convention: what to subtract to leave only ink.
+
+    Worked out at ~48 px. First a robust quadratic surface (lighting gradients, vignetting) fitted
+    to the pixels that are not ink; its ink mask gives the stroke width. Then, when strokes are thin
+    next to the image, a morphological opening with a window 3x the stroke width (at least a quarter
+    of the image) replaces it, as it also follows shadows and creases; when strokes are as thick as
+    the image is small (a tight crop of a bold digit) no window could, and the surface stays.
+    """
+    h, w = g.shape
+    bw, bh = _fit((h, w), 48) if max(h, w) > 48 else (w, h)
+    small = _resize(g, (bw, bh), Image.BOX) if (bw, bh) != (w, h) else g
+    yy, xx = np.mgrid[0:bh, 0:bw].astype(np.float32)
+    x = xx.ravel() / max(bw - 1, 1) * 2 - 1
+    y = yy.ravel() / max(bh - 1, 1) * 2 - 1
+    basis = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=1)
+    values = small.ravel()
+    paper = values < _otsu_any(values)  # evenly lit: exact already; else a start the fit corrects
+    flat = float(np.median(values[paper])) if paper.any() else float(np.median(values))
+    fitted = np.full(values.size, flat, np.float32)
+    res = values - fitted
+    for _ in range(3):
+        if paper.sum() < basis.shape[1] * 4:
+            break
+        coef = np.linalg.lstsq(basis[paper], values[paper], rcond=None)[0]
+        fitted = (basis @ coef).astype(np.float32)
+        res = values - fitted
+        paper = res < _otsu_any(res)
+    # Keep the curved surface only if it explains the paper clearly better than a constant does.
+    if paper.any():
+        spread_flat = np.median(np.abs(values[paper] - np.median(values[paper])))
+        spread_fit = np.median(np.abs(res[paper] - np.median(res[paper])))
+        if not spread_fit < 0.8 * spread_flat:
+            fitted = np.full(values.size, float(np.median(values[paper])), np.float32)
+    surface = fitted.reshape(bh, bw)
+    ink0 = ~paper.reshape(bh, bw)
+    area = int(ink0.sum())
+    edges = int((ink0[1:] != ink0[:-1]).sum() + (ink0[:, 1:] != ink0[:, :-1]).sum())
+    stroke = 2.0 * area / max(edges, 1)
+    k = max(3, min(bw, bh) // 4, int(3 * stroke) + 1) | 1
+    if k > min(bw, bh) // 2:
+        bg_small = surface
+    else:
+        bg_small = _box_blur(_minmax_filter(_minmax_filter(small, k, np.minimum), k, np.maximum), max(1, k // 4))
+    return _resize(bg_small, (w, h), Image.BILINEAR) if (bw, bh) != (w, h) else bg_small
+
+
 def find_ink(gray: np.ndarray, dark_ink: bool | None = None) -> Ink:
     """Background-removed ink signal and mask of a gray array (any size; polarity found if None).
 
@@ -382,20 +437,21 @@ def find_ink(gray: np.ndarray, dark_ink: bool | None = None) -> Ink:
         dark_ink = ink_is_dark(g)
     if dark_ink:
         g = 255.0 - g
-    h, w = g.shape
-    # Background: opening at ~48 px long side, window ~1/4 of the short side (wider than strokes).
-    bw, bh = _fit((h, w), 48) if max(h, w) > 48 else (w, h)
-    small = _resize(g, (bw, bh), Image.BOX) if (bw, bh) != (w, h) else g
-    k = max(3, (min(bw, bh) // 4) | 1)
-    bg_small = _minmax_filter(_minmax_filter(small, k, np.minimum), k, np.maximum)
-    bg_small = _box_blur(bg_small, max(1, k // 4))
-    bg = _resize(bg_small, (w, h), Image.BILINEAR) if (bw, bh) != (w, h) else bg_small
+    bg = _background(g)
     r = g - bg
     sample = r[::2, ::2] if r.size > 20000 else r
-    med = float(np.median(sample))
-    noise = 1.4826 * float(np.median(np.abs(sample - med)))
+    otsu = _otsu(np.maximum(sample - float(np.median(sample)), 0.0)) + float(np.median(sample))
+    is_paper = sample < otsu  # Otsu's darker class: the background, whatever the ink's area
+    paper = sample[is_paper]
+    med = float(np.median(paper)) if paper.size else float(np.median(sample))
+    # Noise: the background's spread, or its pixel-to-pixel jitter (white noise fools Otsu's split).
+    noise = 1.4826 * float(np.median(np.abs(paper - med))) if paper.size else 0.0
+    both = is_paper[:, 1:] & is_paper[:, :-1]
+    if both.any():
+        jitter = np.abs(np.diff(sample, axis=1))[both]
+        noise = max(noise, 1.4826 / math.sqrt(2) * float(np.median(jitter)))
     contrast = np.maximum(r - med, 0.0)
-    otsu = _otsu(contrast)
+    otsu = max(otsu - med, 0.0)
     high = max(otsu, MIN_SNR * noise, MIN_CONTRAST * 0.5)
     low = max(0.5 * high, 2.5 * noise)
     weak = contrast > low

@@ -7,6 +7,7 @@ a model with a scaling it was not trained on; a bare .keras file without it is r
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,9 @@ def find_source(path: str | Path) -> Source:
         raise UserError(f"{path}: no such run directory or .keras file")
     if not model_path.is_file():
         raise UserError(f"{path}: no model.keras in this directory (train a run first, or give a .keras file)")
+    if not zipfile.is_zipfile(model_path):
+        raise UserError(f"{model_path}: not a Keras model (a .keras file is a zip archive; this one is damaged or "
+                        "something else)")
     metrics_path = model_path.parent / "metrics.json"
     if not metrics_path.is_file():
         raise UserError(f"{model_path}: pixel scaling is unknown (no metrics.json beside it); "

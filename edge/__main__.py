@@ -1,0 +1,5 @@
+"""`python -m edge ...`: the edge commands without cli.py (and without TensorFlow)."""
+
+from edge.cli import main
+
+main()

@@ -1,0 +1,112 @@
+"""The edge commands (predict, camera, bench): what `python cli.py` and `python -m edge` both offer.
+
+Nothing here imports TensorFlow, so a Pi with only the `edge` extra runs all of it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from edge.errors import UserError
+
+class Cli(click.Group):
+    """Turns a UserError anywhere below into a one-line message and exit code 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except UserError as e:
+            raise click.ClickException(str(e)) from None
+
+
+def _describe(answer: dict) -> str:
+    if "error" in answer:
+        return f"error: {answer['error']}"
+    if "number" in answer:
+        return answer["number"].replace("\n", " / ") or "no digits"
+    if answer["digit"] is None:
+        return "no digit" + (f" (best guess {answer['top'][0][0]}, {answer['top'][0][1]:.3f})" if answer["top"] else "")
+    return f"{answer['digit']}  ({answer['confidence']:.3f})"
+
+
+model_argument = click.argument("model", type=click.Path(dir_okay=False))
+threads_option = click.option("--threads", type=click.IntRange(min=1), help="Interpreter threads (default: LiteRT's).")
+threshold_option = click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+                                help="Under this confidence the answer is 'no digit'.")
+
+
+@click.command()
+@model_argument
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per input, one per line.")
+@click.option("--multi", is_flag=True, help="Read a written number: every digit, left to right, line by line.")
+@threshold_option
+@click.option("--top", "top_k", type=click.IntRange(1, 10), default=3, show_default=True)
+@threads_option
+def predict(model: str, inputs: tuple[str, ...], as_json: bool, multi: bool, threshold: float, top_k: int,
+            threads: int | None) -> None:
+    """Read the digit in each image file (or each image in a folder)."""
+    from edge.predict import expand_inputs, predict_files
+    from edge.runner import DigitModel
+
+    digit_model = DigitModel(model, threads)
+    files = expand_inputs(inputs)
+    if not files:
+        raise UserError(f"no image files in {', '.join(inputs)}")
+    failed = 0
+    for answer in predict_files(digit_model, files, threshold=threshold, top_k=top_k, multi=multi):
+        failed += "error" in answer
+        if as_json:
+            click.echo(json.dumps(answer))
+        elif len(files) == 1 and "error" not in answer:
+            click.echo(_describe(answer))
+        else:
+            click.echo(f"{answer['file']}: {_describe(answer)}")
+    if failed:
+        click.echo(f"{failed} of {len(files)} inputs failed", err=True)
+        sys.exit(1)
+
+
+@click.command()
+@model_argument
+@click.option("--source", default="0", show_default=True,
+              help="Camera index, 'picamera2', a video file or a folder of images.")
+@click.option("--headless", is_flag=True, help="No window: one JSON line per frame.")
+@click.option("--roi", type=click.FloatRange(0.05, 1), default=0.6, show_default=True,
+              help="Side of the centred square read, as a fraction of the frame's shorter side.")
+@click.option("--max-frames", type=click.IntRange(min=1), help="Stop after N frames.")
+@threshold_option
+@threads_option
+def camera(model: str, source: str, headless: bool, roi: float, max_frames: int | None, threshold: float,
+           threads: int | None) -> None:
+    """Read digits live from a camera (or a video, or a folder); Ctrl-C or 'q' stops."""
+    from edge.camera import open_source, run
+    from edge.runner import DigitModel
+
+    digit_model = DigitModel(model, threads)
+    run(digit_model, open_source(source), roi_fraction=roi, threshold=threshold, max_frames=max_frames,
+        show=not headless, emit=click.echo)
+
+
+@click.command()
+@model_argument
+@threads_option
+@click.option("--seconds", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
+              help="Time spent on each measurement.")
+def bench(model: str, threads: int | None, seconds: float) -> None:
+    """Latency percentiles at batch 1 and throughput at batch 256, as one JSON line."""
+    from edge.bench import benchmark
+
+    click.echo(json.dumps(benchmark(model, threads, seconds)))
+
+
+@click.group(cls=Cli)
+def main() -> None:
+    """Read handwritten digits with a .tflite model: no TensorFlow needed."""
+
+
+for _command in (predict, camera, bench):
+    main.add_command(_command)

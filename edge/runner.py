@@ -1,0 +1,79 @@
+"""One LiteRT interpreter, loaded once and fed the way the model's own metadata says.
+
+The model file describes itself (edge/metadata.py), so nothing here knows how a model was trained:
+pixel scaling and quantization come from the metadata, and batching goes through
+`resize_tensor_input`, because exported files have a fixed [1, 28, 28, 1] signature.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import UserError
+from edge.metadata import load_metadata, model_input, probabilities
+
+
+@dataclass
+class Reading:
+    """One answer: `digit` is None when there is no ink or the model is not sure enough."""
+
+    digit: int | None
+    confidence: float
+    top: list[tuple[int, float]]
+
+    def as_json(self) -> dict:
+        return {"digit": self.digit, "confidence": round(self.confidence, 4),
+                "top": [[d, round(p, 4)] for d, p in self.top]}
+
+
+NO_INK = Reading(digit=None, confidence=0.0, top=[])
+
+
+class DigitModel:
+    """A .tflite digit model with its metadata; `probabilities()` takes any batch size."""
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise UserError(f"{self.path}: no such model file")
+        try:
+            self.interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
+        except (ValueError, RuntimeError) as e:
+            raise UserError(f"{self.path}: not a TFLite model ({str(e).splitlines()[0]})") from None
+        self.meta = load_metadata(self.path)
+        self._input = self.interpreter.get_input_details()[0]
+        self._output = self.interpreter.get_output_details()[0]
+        shape = list(self._input["shape"])
+        if shape[1:] != self.meta["input"]["shape"][1:] or shape[1:] != [28, 28, 1]:
+            raise UserError(f"{self.path}: input shape {shape} is not a 28x28x1 digit model's")
+        self._batch = shape[0]
+        self.interpreter.allocate_tensors()
+
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 white-on-black (n, 28, 28) MNIST-framed pixels -> (n, 10) class probabilities."""
+        batch = model_input(pixels, self.meta)
+        if len(batch) != self._batch:
+            self.interpreter.resize_tensor_input(self._input["index"], [len(batch), 28, 28, 1])
+            self.interpreter.allocate_tensors()
+            self._batch = len(batch)
+        self.interpreter.set_tensor(self._input["index"], batch)
+        self.interpreter.invoke()
+        return probabilities(self.interpreter.get_tensor(self._output["index"]), self.meta)
+
+    def read(self, pixels: np.ndarray, threshold: float = 0.5, top_k: int = 3) -> list[Reading]:
+        """Readings for a batch of framed digits; under `threshold` the answer is "no digit"."""
+        if len(pixels) == 0:
+            return []
+        readings = []
+        for p in self.probabilities(pixels):
+            order = np.argsort(p)[::-1][:top_k]
+            confidence = float(p[order[0]])
+            readings.append(Reading(digit=int(order[0]) if confidence >= threshold else None,
+                                    confidence=confidence,
+                                    top=[(int(d), float(p[d])) for d in order]))
+        return readings

@@ -1,0 +1,75 @@
+"""One export from start to finish: find the run, convert each variant, verify it on the whole
+test set, describe it, and write it only if it holds up."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from digitcnn.data import Mnist, load_mnist
+from edge.atomic import atomic_write, write_json
+from edge.metadata import build_metadata, embed_metadata, model_input, sidecar_path
+from export.calibration import representative_images
+from export.convert import check_io, convert_variants
+from export.latency import latency_per_image
+from export.source import Source, find_source, float_input_spec, keras_probabilities, load_keras_model
+from export.verify import tensor_specs, verify
+
+
+@dataclass(frozen=True)
+class Exported:
+    variant: str
+    size: int  # bytes of the .tflite, embedded metadata included
+    verification: dict  # images, test_accuracy, keras_test_accuracy, agreement, max_abs_diff
+    latency: float  # seconds per image at batch 1, one thread
+    path: Path | None  # None when the variant was not written
+    failure: str | None  # why it was not written
+
+
+def export_run(path: str | os.PathLike, variants: list[str], out: str | os.PathLike | None = None,
+               max_drop: float = 0.3, data: str | os.PathLike | None = None) -> Iterator[Exported]:
+    """Export the run at `path` (a run directory or its model.keras) as each variant, one at a time.
+
+    A variant whose test accuracy falls more than `max_drop` percentage points below the Keras
+    model's is reported with a failure and not written. Files go to `out`, else beside the model.
+    """
+    source = find_source(path)  # before TensorFlow's slow import, so bad paths fail fast
+    model = load_keras_model(source)
+    mnist = load_mnist(data, train="int8" in variants)
+    keras_probs = keras_probabilities(model, mnist.x_test, source.pixel_scaling)
+    calibration = None
+    if "int8" in variants:
+        calibration_io = {"pixel_scaling": source.pixel_scaling, "input": float_input_spec()}
+        calibration = model_input(representative_images(mnist.x_train, mnist.y_train), calibration_io)
+    out_dir = Path(out) if out else source.run_dir
+    for variant, flatbuffer in convert_variants(model, variants, calibration).items():
+        yield _finish(variant, flatbuffer, source, mnist, keras_probs, out_dir, max_drop)
+
+
+def _finish(variant: str, flatbuffer: bytes, source: Source, mnist: Mnist, keras_probs: np.ndarray,
+            out_dir: Path, max_drop: float) -> Exported:
+    io = tensor_specs(flatbuffer)
+    io_meta = {"pixel_scaling": source.pixel_scaling, **io}
+    scores = verify(flatbuffer, io_meta, mnist.x_test, mnist.y_test, keras_probs)
+    problems = check_io(io, variant, source.pixel_scaling)
+    drop = round(100 * (scores["keras_test_accuracy"] - scores["test_accuracy"]), 6)
+    if drop > max_drop:
+        problems.append(f"test accuracy {scores['test_accuracy']:.2%} is {drop:.2f} points below Keras' "
+                        f"{scores['keras_test_accuracy']:.2%} (--max-drop {max_drop:g})")
+    model = flatbuffer
+    if not problems:
+        meta = build_metadata(variant=variant, **io, pixel_scaling=source.pixel_scaling, source=source.summary(),
+                              verification=scores, flatbuffer=flatbuffer)
+        model = embed_metadata(flatbuffer, meta)
+    latency = latency_per_image(model, model_input(mnist.x_test[:1], io_meta))  # also proves the file runs
+    if problems:
+        return Exported(variant, len(model), scores, latency, None, f"{variant}: {'; '.join(problems)}; not written")
+    path = out_dir / f"model_{variant}.tflite"
+    with atomic_write(path) as f:
+        f.write(model)
+    write_json(sidecar_path(path), meta)
+    return Exported(variant, len(model), scores, latency, path, None)
