@@ -13,6 +13,7 @@ intensity -> `frame_digit` (crop, scale to 20 px, centre by mass).
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import warnings
@@ -286,26 +287,25 @@ class Component:
         return self.right - self.left
 
 
-def components(labels: np.ndarray, count: int, weight: np.ndarray | None = None) -> list[Component]:
-    """Area, ink mass (sum of `weight`, default area) and bounding box of every labelled component."""
-    if count == 0:
-        return []
-    flat = labels.ravel()
-    area = np.bincount(flat, minlength=count + 1)
-    mass = np.bincount(flat, weights=None if weight is None else weight.ravel(), minlength=count + 1)
+def components(labels: np.ndarray, weight: np.ndarray | None = None) -> list[Component]:
+    """Area, ink mass (sum of `weight`, default area) and bounding box of every non-empty label."""
     ys, xs = np.nonzero(labels)
+    if ys.size == 0:
+        return []
     lab = labels[ys, xs]
-    big = np.iinfo(np.int64).max
-    top = np.full(count + 1, big)
-    left = np.full(count + 1, big)
-    bottom = np.full(count + 1, -1)
-    right = np.full(count + 1, -1)
-    np.minimum.at(top, lab, ys)
-    np.minimum.at(left, lab, xs)
-    np.maximum.at(bottom, lab, ys)
-    np.maximum.at(right, lab, xs)
-    return [Component(i, int(area[i]), float(mass[i]), int(top[i]), int(left[i]), int(bottom[i]) + 1,
-                      int(right[i]) + 1) for i in range(1, count + 1)]
+    order = np.argsort(lab, kind="stable")
+    lab, ys, xs = lab[order], ys[order], xs[order]
+    starts = np.concatenate([[0], np.nonzero(np.diff(lab))[0] + 1])
+    ids = lab[starts]
+    area = np.diff(np.concatenate([starts, [lab.size]]))
+    if weight is None:
+        mass = area.astype(np.float64)
+    else:
+        mass = np.add.reduceat(np.asarray(weight, np.float64)[ys, xs], starts)
+    top, bottom = np.minimum.reduceat(ys, starts), np.maximum.reduceat(ys, starts) + 1
+    left, right = np.minimum.reduceat(xs, starts), np.maximum.reduceat(xs, starts) + 1
+    return [Component(*map(int, (ids[i], area[i])), float(mass[i]), *map(int, (top[i], left[i], bottom[i], right[i])))
+            for i in range(ids.size)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -313,18 +313,15 @@ def components(labels: np.ndarray, count: int, weight: np.ndarray | None = None)
 
 
 def _otsu(values: np.ndarray) -> float:
-    """Otsu's threshold of values in 0..255."""
+    """Otsu's threshold of values in 0..255 (a float between two gray levels)."""
     hist = np.bincount(np.clip(values, 0, 255).astype(np.uint8).ravel(), minlength=256).astype(np.float64)
     total = hist.sum()
     if total == 0:
         return 0.0
-    levels = np.arange(256, dtype=np.float64)
     w0 = np.cumsum(hist)
-    m0 = np.cumsum(hist * levels)
-    w1 = total - w0
-    mean_all = m0[-1]
+    m0 = np.cumsum(hist * np.arange(256))
     with np.errstate(divide="ignore", invalid="ignore"):
-        between = (mean_all * w0 - m0 * total) ** 2 / (w0 * w1)
+        between = (m0[-1] * w0 - m0 * total) ** 2 / (w0 * (total - w0))
     between[~np.isfinite(between)] = -1
     return float(np.argmax(between)) + 0.5
 
@@ -337,26 +334,6 @@ def _otsu_any(values: np.ndarray) -> float:
     return lo + (hi - lo) * _otsu((values - lo) * (255.0 / (hi - lo))) / 255.0
 
 
-def ink_is_dark(gray: np.ndarray) -> bool:
-    """Polarity: is the ink darker than its background?
-
-    The background owns the image's border and most of its pixels, so it sits at one end of the
-    gray range and the ink at the other: compare the border's median with the 1st and 99th
-    percentiles. A near tie (strong vignetting) is broken by the skew of the whole image.
-    """
-    small = gray if max(gray.shape) <= 96 else _resize(gray, _fit(gray.shape, 96), Image.BOX)
-    h, w = small.shape
-    b = max(1, round(min(h, w) / 16))
-    border = np.concatenate([small[:b].ravel(), small[-b:].ravel(), small[:, :b].ravel(), small[:, -b:].ravel()])
-    bmed = float(np.median(border))
-    p1, med, p99 = np.percentile(small, [1, 50, 99])
-    dark_gap, bright_gap = bmed - p1, p99 - bmed
-    if abs(dark_gap - bright_gap) > 0.25 * max(dark_gap, bright_gap, 1e-6):
-        return bool(dark_gap > bright_gap)
-    centred = small - med
-    return bool((centred ** 3).mean() < 0)
-
-
 def _fit(shape: tuple[int, int], side: int) -> tuple[int, int]:
     """(width, height) with the longer side `side`, aspect kept."""
     h, w = shape
@@ -364,112 +341,143 @@ def _fit(shape: tuple[int, int], side: int) -> tuple[int, int]:
     return max(1, round(w * s)), max(1, round(h * s))
 
 
-@dataclass
-class Ink:
-    """What `find_ink` learned about an image: soft ink (0..1, ink bright), hysteresis mask, levels."""
+def ink_is_dark(gray: np.ndarray) -> bool:
+    """Polarity: is the ink darker than its background?
 
-    ink: np.ndarray  # float32, 0 = background, 1 = full-strength stroke
-    mask: np.ndarray  # bool, pixels confidently ink
-    contrast: np.ndarray  # float32, background-removed signal in gray levels (ink bright)
-    noise: float  # robust standard deviation of the background, gray levels
-    low: float  # hysteresis thresholds on `contrast`
-    high: float
+    The background owns the image's border and most of its pixels, so it sits at one end of the
+    gray range and the ink at the other: compare the border's median with the 1st and 99th
+    percentiles. A near tie (strong vignetting) is broken by the skew of the whole image, since
+    ink is the minority far out in one tail.
+    """
+    g = np.asarray(gray, dtype=np.float32)
+    step = max(1, max(g.shape) // 128)
+    sample = g[::step, ::step]
+    h, w = sample.shape
+    b = max(1, round(min(h, w) / 16))
+    border = np.concatenate([sample[:b].ravel(), sample[-b:].ravel(), sample[:, :b].ravel(), sample[:, -b:].ravel()])
+    bmed = float(np.median(border))
+    p1, med, p99 = np.percentile(sample, [1, 50, 99])
+    dark_gap, bright_gap = bmed - p1, p99 - bmed
+    if abs(dark_gap - bright_gap) > 0.25 * max(dark_gap, bright_gap, 1e-6):
+        return bool(dark_gap > bright_gap)
+    centred = sample - np.float32(med)
+    return bool((centred * centred * centred).mean() < 0)
 
 
 def _background(g: np.ndarray) -> np.ndarray:
-    """The paper (or screen) alone, ink-bright convention: what to subtract to leave only ink.
+    """The paper (or screen) alone, ink bright: subtract it and only ink is left.
 
-    Worked out at ~48 px. First a robust quadratic surface (lighting gradients, vignetting) fitted
-    to the pixels that are not ink; its ink mask gives the stroke width. Then, when strokes are thin
-    next to the image, a morphological opening with a window 3x the stroke width (at least a quarter
-    of the image) replaces it, as it also follows shadows and creases; when strokes are as thick as
-    the image is small (a tight crop of a bold digit) no window could, and the surface stays.
+    Worked out at ~48 px. When strokes are thin next to the image, a morphological opening with a
+    window over 3x the stroke width (at least a quarter of the image): it follows gradients,
+    shadows and creases but cannot follow strokes. When strokes are as thick as the image is small
+    (a tight crop of a bold digit) any such window would eat them, so a robust quadratic surface
+    fitted to the paper instead (gradients and vignetting only).
     """
     h, w = g.shape
     bw, bh = _fit((h, w), 48) if max(h, w) > 48 else (w, h)
     small = _resize(g, (bw, bh), Image.BOX) if (bw, bh) != (w, h) else g
-    yy, xx = np.mgrid[0:bh, 0:bw].astype(np.float32)
-    x = xx.ravel() / max(bw - 1, 1) * 2 - 1
-    y = yy.ravel() / max(bh - 1, 1) * 2 - 1
-    basis = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=1)
     values = small.ravel()
     paper = values < _otsu_any(values)  # evenly lit: exact already; else a start the fit corrects
-    flat = float(np.median(values[paper])) if paper.any() else float(np.median(values))
-    fitted = np.full(values.size, flat, np.float32)
+    ink0 = ~paper.reshape(bh, bw)
+    edges = int((ink0[1:] != ink0[:-1]).sum() + (ink0[:, 1:] != ink0[:, :-1]).sum())
+    stroke = 2.0 * int(ink0.sum()) / max(edges, 1)
+    k = max(3, min(bw, bh) // 4, int(3 * stroke) + 1) | 1
+    if k <= min(bw, bh) // 2:
+        bg_small = _box_blur(_minmax_filter(_minmax_filter(small, k, np.minimum), k, np.maximum), max(1, k // 4))
+    else:
+        bg_small = _surface(values, paper, _quadratic_basis(bh, bw)).reshape(bh, bw)
+    return _resize(bg_small, (w, h), Image.BILINEAR) if (bw, bh) != (w, h) else bg_small
+
+
+@functools.lru_cache(maxsize=16)
+def _quadratic_basis(h: int, w: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    x = xx.ravel() / max(w - 1, 1) * 2 - 1
+    y = yy.ravel() / max(h - 1, 1) * 2 - 1
+    return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=1)
+
+
+def _surface(values: np.ndarray, paper: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """Quadratic surface through the paper pixels, refitted as the paper/ink split improves.
+
+    A constant (the paper's median) is returned instead unless the surface fits the paper
+    clearly better: a bold digit filling a crop must not be mistaken for a lighting gradient.
+    """
+    fitted = np.full(values.size, float(np.median(values[paper])) if paper.any() else 0.0, np.float32)
     res = values - fitted
     for _ in range(3):
         if paper.sum() < basis.shape[1] * 4:
             break
-        coef = np.linalg.lstsq(basis[paper], values[paper], rcond=None)[0]
+        a = basis[paper]
+        try:
+            coef = np.linalg.solve(a.T @ a, a.T @ values[paper])
+        except np.linalg.LinAlgError:
+            break
         fitted = (basis @ coef).astype(np.float32)
         res = values - fitted
         paper = res < _otsu_any(res)
-    # Keep the curved surface only if it explains the paper clearly better than a constant does.
     if paper.any():
-        spread_flat = np.median(np.abs(values[paper] - np.median(values[paper])))
+        flat = float(np.median(values[paper]))
+        spread_flat = np.median(np.abs(values[paper] - flat))
         spread_fit = np.median(np.abs(res[paper] - np.median(res[paper])))
         if not spread_fit < 0.8 * spread_flat:
-            fitted = np.full(values.size, float(np.median(values[paper])), np.float32)
-    surface = fitted.reshape(bh, bw)
-    ink0 = ~paper.reshape(bh, bw)
-    area = int(ink0.sum())
-    edges = int((ink0[1:] != ink0[:-1]).sum() + (ink0[:, 1:] != ink0[:, :-1]).sum())
-    stroke = 2.0 * area / max(edges, 1)
-    k = max(3, min(bw, bh) // 4, int(3 * stroke) + 1) | 1
-    if k > min(bw, bh) // 2:
-        bg_small = surface
-    else:
-        bg_small = _box_blur(_minmax_filter(_minmax_filter(small, k, np.minimum), k, np.maximum), max(1, k // 4))
-    return _resize(bg_small, (w, h), Image.BILINEAR) if (bw, bh) != (w, h) else bg_small
+            fitted = np.full(values.size, flat, np.float32)
+    return fitted
+
+
+@dataclass
+class Ink:
+    """What `find_ink` learned about a gray image (ink-bright convention throughout)."""
+
+    ink: np.ndarray  # float32 0..1: soft stroke intensity, 0 = background, 1 = full-strength stroke
+    mask: np.ndarray  # bool: pixels confidently ink (hysteresis threshold)
+    labels: np.ndarray  # int32: 8-connected components of `mask` (0 = background; numbers may skip)
+    contrast: np.ndarray  # float32: background-removed signal in gray levels
+    noise: float  # robust standard deviation of the background, gray levels
+    dark: bool  # the ink was darker than the paper (and has been inverted)
 
 
 def find_ink(gray: np.ndarray, dark_ink: bool | None = None) -> Ink:
-    """Background-removed ink signal and mask of a gray array (any size; polarity found if None).
+    """Background-removed ink signal, mask and components of a gray array (polarity found if None).
 
-    The background is a morphological opening of the ink-bright image with a window wider than
-    any stroke, done at low resolution: it follows lighting gradients and shadows but cannot follow
-    strokes, so `gray - background` is ink alone. The mask is a hysteresis threshold: seeds above
-    max(Otsu, 5 sigma of noise) grown through pixels above half that, so faint stroke parts stay
-    attached to their digit while isolated noise never seeds.
+    The mask is a hysteresis threshold above the noise floor: seeds above max(Otsu, 5 sigma, a
+    minimum contrast), grown through connected pixels above half that, so faint stroke parts stay
+    attached to their digit while isolated noise never seeds. The soft ink is the contrast scaled
+    so a typical stroke pixel (75th percentile of the mask) is 1, which keeps anti-aliased edges grey.
     """
     g = np.asarray(gray, dtype=np.float32)
-    if dark_ink is None:
-        dark_ink = ink_is_dark(g)
-    if dark_ink:
+    dark = ink_is_dark(g) if dark_ink is None else bool(dark_ink)
+    if dark:
         g = 255.0 - g
-    bg = _background(g)
-    r = g - bg
+    r = g - _background(g)
     sample = r[::2, ::2] if r.size > 20000 else r
-    otsu = _otsu(np.maximum(sample - float(np.median(sample)), 0.0)) + float(np.median(sample))
+    centre = float(np.median(sample))
+    otsu = _otsu(np.maximum(sample - centre, 0.0)) + centre
     is_paper = sample < otsu  # Otsu's darker class: the background, whatever the ink's area
     paper = sample[is_paper]
-    med = float(np.median(paper)) if paper.size else float(np.median(sample))
+    med = float(np.median(paper)) if paper.size else centre
     # Noise: the background's spread, or its pixel-to-pixel jitter (white noise fools Otsu's split).
     noise = 1.4826 * float(np.median(np.abs(paper - med))) if paper.size else 0.0
     both = is_paper[:, 1:] & is_paper[:, :-1]
     if both.any():
-        jitter = np.abs(np.diff(sample, axis=1))[both]
-        noise = max(noise, 1.4826 / math.sqrt(2) * float(np.median(jitter)))
+        noise = max(noise, 1.4826 / math.sqrt(2) * float(np.median(np.abs(np.diff(sample, axis=1))[both])))
     contrast = np.maximum(r - med, 0.0)
-    otsu = max(otsu - med, 0.0)
-    high = max(otsu, MIN_SNR * noise, MIN_CONTRAST * 0.5)
+    high = max(otsu - med, MIN_SNR * noise, 0.5 * MIN_CONTRAST)
     low = max(0.5 * high, 2.5 * noise)
-    weak = contrast > low
-    labels, count = label(weak)
+    labels, count = label(contrast > low)
     if count:
-        seeded = np.zeros(count + 1, bool)
-        seeded[labels[contrast > high]] = True
-        seeded[0] = False
-        mask = seeded[labels]
-    else:
-        mask = weak
+        keep = np.zeros(count + 1, np.int32)
+        keep[labels[contrast > high]] = 1
+        keep[0] = 0
+        labels = (keep * np.arange(count + 1, dtype=np.int32))[labels]
+    mask = labels > 0
     ink = np.zeros_like(contrast)
     if mask.any():
         level = float(np.percentile(contrast[mask], 75))
         floor = max(2.0 * noise, 0.25 * low)
         if level > floor:
             ink = np.clip((contrast - floor) / (level - floor), 0.0, 1.0)
-    return Ink(ink=ink.astype(np.float32), mask=mask, contrast=contrast, noise=noise, low=low, high=high)
+    return Ink(ink=ink.astype(np.float32), mask=mask, labels=labels, contrast=contrast, noise=noise, dark=dark)
 
 
 def ink_mask(image: Image.Image, max_side: int = WORK_SIDE) -> tuple[np.ndarray, np.ndarray]:
@@ -477,15 +485,15 @@ def ink_mask(image: Image.Image, max_side: int = WORK_SIDE) -> tuple[np.ndarray,
 
     For splitting a photo into digits: `label(mask)`, then `frame_digit` on each component's crop.
     """
-    found = find_ink(_working_gray(image, max_side))
+    found = find_ink(working_gray(image, max_side))
     return found.ink, found.mask
 
 
-def _working_gray(image: Image.Image, max_side: int) -> np.ndarray:
+def working_gray(image: Image.Image, max_side: int = WORK_SIDE) -> np.ndarray:
+    """`to_gray` at working resolution: long side at most `max_side`, tiny images upscaled to 64 px."""
     g = to_gray(image, max_side)
     if max(g.shape) < MIN_WORK_SIDE:
-        g = _resize(g, _fit(g.shape, MIN_WORK_SIDE), Image.BICUBIC)
-        g = np.clip(g, 0, 255)
+        g = np.clip(_resize(g, _fit(g.shape, MIN_WORK_SIDE), Image.BICUBIC), 0, 255)
     return g
 
 
@@ -494,33 +502,40 @@ def _working_gray(image: Image.Image, max_side: int) -> np.ndarray:
 
 
 def select_digit(found: Ink) -> np.ndarray:
-    """Mask of the digit's components: the heaviest one and those near it; specks dropped.
+    """Mask of the digit: the heaviest component and the non-speck components near it.
 
     A digit can come in pieces (a 5's flag, a 4 drawn in two strokes, a pen that skipped), so
-    components near the heaviest are kept when they are not specks. Raises NoDigit if nothing
-    credible is left.
+    pieces within half the digit's size of it are kept unless they are specks. Raises NoDigit if
+    nothing credible is left: too small, too faint against the noise.
     """
-    labels, count = label(found.mask)
-    comps = components(labels, count, found.contrast)
     h, w = found.mask.shape
+    comps = components(found.labels, found.contrast)
     min_area = max(4, round(1e-4 * h * w))
     comps = [c for c in comps if c.area >= min_area]
     if not comps:
         raise NoDigit("no digit found: the image is blank or too faint")
     main = max(comps, key=lambda c: c.mass)
-    level = main.mass / main.area
-    if level < max(MIN_CONTRAST, MIN_SNR * found.noise) or max(main.height, main.width) < 0.03 * max(h, w):
-        raise NoDigit("no digit found: only noise or specks")
-    size = max(main.height, main.width)
-    mt, ml, mb, mr = main.top - 0.5 * size, main.left - 0.5 * size, main.bottom + 0.5 * size, main.right + 0.5 * size
-    keep = np.zeros(count + 1, bool)
-    keep[main.label] = True
-    for c in comps:
-        if c is main or c.area < 0.03 * main.area:
-            continue
-        if c.top >= mt and c.left >= ml and c.bottom <= mb and c.right <= mr:
-            keep[c.label] = True
-    return keep[labels]
+    if main.mass / main.area < max(MIN_CONTRAST, MIN_SNR * found.noise):
+        raise NoDigit("no digit found: only faint marks or noise")
+    if max(main.height, main.width) < max(6, 0.02 * max(h, w)):
+        raise NoDigit("no digit found: only specks")
+    keep = {main.label}
+    top, left, bottom, right = main.top, main.left, main.bottom, main.right
+    rest = [c for c in comps if c is not main and c.area >= 0.03 * main.area]
+    grew = True
+    while grew and rest:
+        grew = False
+        margin = 0.5 * max(bottom - top, right - left)
+        for c in list(rest):
+            if (c.top >= top - margin and c.bottom <= bottom + margin and c.left >= left - margin
+                    and c.right <= right + margin):
+                keep.add(c.label)
+                rest.remove(c)
+                top, left, bottom, right = min(top, c.top), min(left, c.left), max(bottom, c.bottom), max(right, c.right)
+                grew = True
+    lut = np.zeros(int(found.labels.max()) + 1, bool)
+    lut[list(keep)] = True
+    return lut[found.labels]
 
 
 def frame_digit(ink: np.ndarray) -> np.ndarray:
@@ -595,11 +610,11 @@ def to_mnist(image: Image.Image) -> np.ndarray:
             return a.copy()
         if is_mnist_framed(255 - a):
             return 255 - a
-    gray = _working_gray(image, WORK_SIDE)
-    found = find_ink(gray)
+    found = find_ink(working_gray(image, WORK_SIDE))
     digit = select_digit(found)
-    ink = np.where(_minmax_filter(digit.astype(np.uint8), 3, np.maximum) > 0, found.ink, 0.0)
     rows = np.nonzero(digit.any(axis=1))[0]
     cols = np.nonzero(digit.any(axis=0))[0]
-    t, b, l, r = max(rows[0] - 1, 0), rows[-1] + 2, max(cols[0] - 1, 0), cols[-1] + 2
-    return frame_digit(ink[t:b, l:r])
+    t, b = max(rows[0] - 1, 0), rows[-1] + 2
+    l, r = max(cols[0] - 1, 0), cols[-1] + 2
+    near = _minmax_filter(digit[t:b, l:r].astype(np.uint8), 3, np.maximum) > 0  # keep anti-aliased rims
+    return frame_digit(np.where(near, found.ink[t:b, l:r], 0.0))

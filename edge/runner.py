@@ -45,12 +45,12 @@ class DigitModel:
             self.interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
         except (ValueError, RuntimeError) as e:
             raise UserError(f"{self.path}: not a TFLite model ({str(e).splitlines()[0]})") from None
-        self.meta = load_metadata(self.path)
         self._input = self.interpreter.get_input_details()[0]
         self._output = self.interpreter.get_output_details()[0]
         shape = list(self._input["shape"])
-        if shape[1:] != self.meta["input"]["shape"][1:] or shape[1:] != [28, 28, 1]:
+        if shape[1:] != [28, 28, 1]:
             raise UserError(f"{self.path}: input shape {shape} is not a 28x28x1 digit model's")
+        self.meta = load_metadata(self.path)
         self._batch = shape[0]
         self.interpreter.allocate_tensors()
 

@@ -13,7 +13,6 @@ import tempfile
 
 import numpy as np
 
-from edge.errors import UserError
 from edge.metadata import VARIANTS
 from export.source import INPUT_SHAPE
 
@@ -73,10 +72,8 @@ def convert_variants(model, variants: list[str], calibration: np.ndarray | None 
     `calibration`: float model inputs (n, 28, 28, 1) of representative training images, for int8.
     """
     unknown = [v for v in variants if v not in VARIANTS]
-    if unknown:
-        raise UserError(f"unknown variant {', '.join(unknown)} (choose from {', '.join(VARIANTS)})")
-    if "int8" in variants and calibration is None:
-        raise UserError("int8 needs calibration images")
+    if unknown or ("int8" in variants and calibration is None):
+        raise ValueError(f"variants {variants} (known: {', '.join(VARIANTS)}); int8 needs calibration images")
     with tempfile.TemporaryDirectory(prefix="digitcnn-export-") as saved_model:
         _write_saved_model(inference_model(model), saved_model)
         return {v: _converter(saved_model, v, calibration).convert() for v in variants}
@@ -91,7 +88,7 @@ def check_io(io: dict, variant: str, pixel_scaling: dict) -> list[str]:
         if io[tensor]["shape"] != shape:
             problems.append(f"{tensor} shape is {io[tensor]['shape']}, not {shape}")
     if want == "uint8":
-        scale, zero_point = pixel_scaling["scale"], -pixel_scaling["offset"] / pixel_scaling["scale"]
+        scale, zero_point = pixel_scaling["scale"], (0.0 - pixel_scaling["offset"]) / pixel_scaling["scale"]
         got_scale, got_zero_point = io["input"]["scale"], io["input"]["zero_point"]
         if not (math.isclose(got_scale, scale, rel_tol=1e-6) and got_zero_point == zero_point):
             problems.append(f"the converter quantized the input with scale {got_scale:.9g}, zero point "

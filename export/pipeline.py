@@ -35,7 +35,8 @@ def export_run(path: str | os.PathLike, variants: list[str], out: str | os.PathL
     """Export the run at `path` (a run directory or its model.keras) as each variant, one at a time.
 
     A variant whose test accuracy falls more than `max_drop` percentage points below the Keras
-    model's is reported with a failure and not written. Files go to `out`, else beside the model.
+    model's, or whose tensors break the contract, is reported with a failure and not written (an
+    earlier export's files for it are removed). Files go to `out`, else beside the model.
     """
     source = find_source(path)  # before TensorFlow's slow import, so bad paths fail fast
     model = load_keras_model(source)
@@ -55,21 +56,26 @@ def _finish(variant: str, flatbuffer: bytes, source: Source, mnist: Mnist, keras
     io = tensor_specs(flatbuffer)
     io_meta = {"pixel_scaling": source.pixel_scaling, **io}
     scores = verify(flatbuffer, io_meta, mnist.x_test, mnist.y_test, keras_probs)
+    one_image = model_input(mnist.x_test[:1], io_meta)
+    path = out_dir / f"model_{variant}.tflite"
     problems = check_io(io, variant, source.pixel_scaling)
     drop = round(100 * (scores["keras_test_accuracy"] - scores["test_accuracy"]), 6)
     if drop > max_drop:
         problems.append(f"test accuracy {scores['test_accuracy']:.2%} is {drop:.2f} points below Keras' "
                         f"{scores['keras_test_accuracy']:.2%} (--max-drop {max_drop:g})")
-    model = flatbuffer
-    if not problems:
-        meta = build_metadata(variant=variant, **io, pixel_scaling=source.pixel_scaling, source=source.summary(),
-                              verification=scores, flatbuffer=flatbuffer)
-        model = embed_metadata(flatbuffer, meta)
-    latency = latency_per_image(model, model_input(mnist.x_test[:1], io_meta))  # also proves the file runs
     if problems:
-        return Exported(variant, len(model), scores, latency, None, f"{variant}: {'; '.join(problems)}; not written")
-    path = out_dir / f"model_{variant}.tflite"
+        # An earlier export's file would now pass for this model's: remove it too.
+        stale = [p for p in (path, sidecar_path(path)) if p.exists()]
+        for p in stale:
+            p.unlink()
+        removed = f" (removed the earlier {', '.join(p.name for p in stale)})" if stale else ""
+        return Exported(variant, len(flatbuffer), scores, latency_per_image(flatbuffer, one_image), None,
+                        f"{variant}: {'; '.join(problems)}; not written{removed}")
+    meta = build_metadata(variant=variant, **io, pixel_scaling=source.pixel_scaling, source=source.summary(),
+                          verification=scores, flatbuffer=flatbuffer)
+    tflite = embed_metadata(flatbuffer, meta)
+    latency = latency_per_image(tflite, one_image)  # timed on the final file, which proves it loads and runs
     with atomic_write(path) as f:
-        f.write(model)
+        f.write(tflite)
     write_json(sidecar_path(path), meta)
-    return Exported(variant, len(model), scores, latency, path, None)
+    return Exported(variant, len(tflite), scores, latency, path, None)

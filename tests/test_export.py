@@ -62,6 +62,8 @@ def test_every_variant_loads_and_runs_batches(exported, test_images):
         meta = md.load_metadata(out / f"model_{variant}.tflite")
         interpreter = Interpreter(model_content=model)
         assert interpreter.get_input_details()[0]["shape_signature"].tolist() == [1, 28, 28, 1]
+        ops = {op["op_name"] for op in interpreter._get_ops_details()}
+        assert not any(op.startswith("Flex") or op == "CUSTOM" for op in ops), (variant, ops)  # builtins only
         inputs = md.model_input(pixels[:7], meta)
         batched = _outputs(model, inputs)
         one_by_one = np.concatenate([_outputs(model, inputs[i : i + 1]) for i in range(7)])
@@ -189,12 +191,15 @@ def test_float_input_is_scaled_pixels_and_uint8_output_is_dequantized():
 def test_a_variant_that_misses_max_drop_leaves_no_file(small_run, mnist_npz, tmp_path):
     # Float32 matches Keras exactly (a drop of 0 points), so only a negative allowance rejects it.
     out = tmp_path / "out"
+    out.mkdir()
+    for stale in ("model_float32.tflite", "model_float32.json"):  # as if from an earlier export
+        (out / stale).write_text("old")
     result = run_cli("export", str(small_run), "--quantize", "float32", "--max-drop", "-0.01", "--out", str(out),
                      "--data", str(mnist_npz), check=False)
     assert result.returncode == 1
     assert "--max-drop -0.01" in result.stderr.strip().splitlines()[-1] and "Traceback" not in result.stderr
     assert "not written" in result.stdout
-    assert not out.exists() or not any(out.iterdir())
+    assert list(out.iterdir()) == []
 
 
 def test_pixel_scaling_comes_from_metrics_json(small_run, mnist_npz, tmp_path):

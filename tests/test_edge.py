@@ -1,0 +1,249 @@
+"""The edge runner as a user meets it: predict, --multi, the camera loop, bad input, no TensorFlow."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image, ImageFilter
+
+from conftest import ROOT, run_cli
+from edge.predict import predict_files
+from edge.runner import DigitModel
+
+N = 60  # MNIST test images per check: enough to tell a working runner from a broken one
+
+
+@pytest.fixture(scope="session")
+def int8_model(small_run):
+    run_cli("export", str(small_run), "--quantize", "int8", "--max-drop", "5")
+    return small_run / "model_int8.tflite"
+
+
+@pytest.fixture(scope="session")
+def loaded_model(int8_model):
+    return DigitModel(int8_model)
+
+
+@pytest.fixture(scope="session")
+def mnist_test(mnist_npz):
+    with np.load(mnist_npz) as d:
+        return d["x_test"][:N], d["y_test"][:N]
+
+
+@pytest.fixture(scope="session")
+def png_folders(tmp_path_factory, mnist_test):
+    """The same MNIST test digits as PNG files, white on black and black on white."""
+    x, _ = mnist_test
+    folders = {}
+    for name, flip in (("white-on-black", False), ("black-on-white", True)):
+        folder = tmp_path_factory.mktemp(name)
+        for i, image in enumerate(x):
+            Image.fromarray(255 - image if flip else image).save(folder / f"{i:03d}.png")
+        folders[name] = folder
+    return folders
+
+
+def _answers(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines()]
+
+
+def test_mnist_pngs_in_both_polarities(int8_model, png_folders, mnist_test):
+    _, y = mnist_test
+    digits = {}
+    for name, folder in png_folders.items():
+        answers = _answers(run_cli("predict", str(int8_model), str(folder), "--json", "--threshold", "0").stdout)
+        assert [a["file"] for a in answers] == sorted(str(p) for p in folder.iterdir())
+        digits[name] = np.array([a["digit"] for a in answers])
+        assert (digits[name] == y).mean() >= 0.85, name
+    assert (digits["white-on-black"] == digits["black-on-white"]).mean() >= 0.95
+
+
+def test_json_answer_schema(int8_model, png_folders):
+    (answer,) = _answers(run_cli("predict", str(int8_model), str(png_folders["white-on-black"] / "000.png"),
+                                 "--json", "--top", "4").stdout)
+    assert set(answer) == {"file", "digit", "confidence", "top"}
+    assert answer["digit"] in range(10) and 0.5 <= answer["confidence"] <= 1
+    assert len(answer["top"]) == 4 and answer["top"][0] == [answer["digit"], answer["confidence"]]
+    assert [p for _, p in answer["top"]] == sorted((p for _, p in answer["top"]), reverse=True)
+
+
+def test_plain_output_for_one_file(int8_model, png_folders, mnist_test):
+    out = run_cli("predict", str(int8_model), str(png_folders["white-on-black"] / "000.png")).stdout
+    digit, confidence = out.split()
+    assert int(digit) == mnist_test[1][0] and 0.5 <= float(confidence.strip("()")) <= 1
+
+
+def photo(digit: np.ndarray, rng: np.random.Generator, size: int = 400) -> Image.Image:
+    """A phone-photo-like rendering: dark ink on grey paper, uneven light, blur, noise, small tilt."""
+    side = int(size * rng.uniform(0.3, 0.6))
+    ink = Image.fromarray(digit).resize((side, side), Image.BICUBIC).rotate(rng.uniform(-8, 8), Image.BICUBIC)
+    ink = ink.filter(ImageFilter.MaxFilter(3) if rng.random() < 0.5 else ImageFilter.MinFilter(1))
+    canvas = np.zeros((size, size), np.float32)
+    top, left = rng.integers(0, size - side, 2)
+    canvas[top:top + side, left:left + side] = np.asarray(ink, np.float32) / 255
+    light = np.linspace(rng.uniform(150, 190), rng.uniform(210, 240), size)[None, :]
+    paper = light * (1 - 0.8 * canvas) + rng.normal(0, 6, (size, size))
+    return Image.fromarray(np.clip(paper, 0, 255).astype(np.uint8)).convert("RGB")
+
+
+def test_photo_like_renderings(loaded_model, mnist_test, tmp_path):
+    x, y = mnist_test
+    rng = np.random.default_rng(0)
+    files = []
+    for i, image in enumerate(x[:30]):
+        files.append(tmp_path / f"{i}.jpg")
+        photo(image, rng).save(files[-1], quality=85)
+    answers = list(predict_files(loaded_model, files, threshold=0))
+    assert np.mean([a["digit"] for a in answers] == y[:30]) >= 0.8
+
+
+def _strip(digits: list[np.ndarray], gap: int = 10) -> Image.Image:
+    """Digits written side by side, black on white, as on a sheet of paper."""
+    width = sum(d.shape[1] for d in digits) + gap * (len(digits) + 1)
+    canvas = np.zeros((48, width), np.uint8)
+    x = gap
+    for d in digits:
+        canvas[10:38, x:x + 28] = np.maximum(canvas[10:38, x:x + 28], d)
+        x += 28 + gap
+    return Image.fromarray(255 - canvas).resize((width * 4, 48 * 4), Image.BICUBIC)
+
+
+def _well_read(model: DigitModel, x: np.ndarray, y: np.ndarray, n: int) -> list[int]:
+    """Digits the model reads right alone, so a test is about splitting or capture, not the model."""
+    return [i for i, r in enumerate(model.read(x)) if r.digit == y[i] and r.confidence > 0.9][:n]
+
+
+def test_multi_reads_a_number_in_lines(int8_model, loaded_model, mnist_test, tmp_path):
+    x, y = mnist_test
+    right = _well_read(loaded_model, x, y, 7)
+    first, second = right[:4], right[4:7]
+    lines = np.vstack([np.asarray(_strip([x[i] for i in first])),
+                       np.pad(np.asarray(_strip([x[i] for i in second])), ((0, 0), (0, 38 * 4)),
+                              constant_values=255)])
+    Image.fromarray(lines).save(tmp_path / "number.png")
+    (answer,) = _answers(run_cli("predict", str(int8_model), str(tmp_path / "number.png"), "--multi",
+                                 "--json").stdout)
+    expected = "".join(str(y[i]) for i in first) + "\n" + "".join(str(y[i]) for i in second)
+    assert answer["number"] == expected
+    assert len(answer["digits"]) == 7 and all(len(d["box"]) == 4 for d in answer["digits"])
+    xs = [d["box"][0] for d in answer["digits"][:4]]
+    assert xs == sorted(xs)
+
+
+def test_blank_and_noise_are_no_digit(int8_model, tmp_path):
+    rng = np.random.default_rng(1)
+    Image.new("L", (200, 200), 230).save(tmp_path / "blank.png")
+    Image.fromarray(rng.normal(200, 8, (200, 200)).clip(0, 255).astype(np.uint8)).save(tmp_path / "noise.png")
+    answers = _answers(run_cli("predict", str(int8_model), str(tmp_path), "--json").stdout)
+    assert [(a["digit"], a["confidence"]) for a in answers] == [(None, 0.0), (None, 0.0)]
+
+
+def test_bad_inputs_fail_alone_with_one_line_each(int8_model, png_folders, tmp_path):
+    good = png_folders["white-on-black"] / "000.png"
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.png").write_text("not an image")
+    (tmp_path / "cut.png").write_bytes(good.read_bytes()[:60])
+    Image.new("1", (20000, 20000)).save(tmp_path / "bomb.png")  # 400 MP of nothing, a few KB on disk
+    names = ["empty.png", "text.png", "cut.png", "bomb.png", "missing.png"]
+    result = run_cli("predict", str(int8_model), *(str(tmp_path / n) for n in names), str(good), "--json",
+                     check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    answers = _answers(result.stdout)
+    assert [("error" in a) for a in answers] == [True] * 5 + [False]
+    assert all("\n" not in a["error"] and a["file"] in a["error"] for a in answers[:5])
+
+
+def test_bad_models_are_one_line_errors(tmp_path, png_folders):
+    import tensorflow as tf
+
+    image = str(png_folders["white-on-black"] / "000.png")
+    (tmp_path / "junk.tflite").write_bytes(b"\0" * 1000)
+    wide = tf.keras.Sequential([tf.keras.Input((32, 32, 1), batch_size=1), tf.keras.layers.Flatten(),
+                                tf.keras.layers.Dense(10)])
+    (tmp_path / "wide.tflite").write_bytes(tf.lite.TFLiteConverter.from_keras_model(wide).convert())
+    for name, message in (("junk.tflite", "not a TFLite model"), ("wide.tflite", "is not a 28x28x1"),
+                          ("missing.tflite", "no such model file")):
+        result = run_cli("predict", str(tmp_path / name), image, check=False)
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+BLOCK_TENSORFLOW = """
+import sys, runpy
+class Refuse:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('tensorflow', 'keras'):
+            raise ImportError('refused import of ' + name)
+sys.meta_path.insert(0, Refuse())
+if sys.argv[1] == '-m':
+    sys.argv = sys.argv[2:]
+    runpy.run_module(sys.argv[0], run_name='__main__')
+else:
+    sys.argv = sys.argv[1:]
+    runpy.run_path(sys.argv[0], run_name='__main__')
+"""
+
+
+@pytest.mark.parametrize("entry", [["-m", "edge"], [str(ROOT / "cli.py")]], ids=["python-m-edge", "cli.py"])
+def test_edge_commands_run_without_tensorflow(entry, int8_model, png_folders, mnist_test):
+    import subprocess
+
+    folder = png_folders["white-on-black"]
+    args = [sys.executable, "-c", BLOCK_TENSORFLOW, *entry]
+    predicted = subprocess.run([*args, "predict", str(int8_model), str(folder), "--json"],
+                               capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    assert np.mean([a["digit"] for a in _answers(predicted.stdout)] == mnist_test[1]) >= 0.85
+    camera = subprocess.run([*args, "camera", str(int8_model), "--source", str(folder), "--headless",
+                             "--max-frames", "5"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert camera.returncode == 0 and len(camera.stdout.splitlines()) == 5, camera.stderr[-2000:]
+    bench = subprocess.run([*args, "bench", str(int8_model), "--seconds", "0.2"],
+                           capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert bench.returncode == 0 and json.loads(bench.stdout)["batch256_images_per_second"] > 0
+
+
+def test_camera_loop_on_a_video_file(int8_model, loaded_model, mnist_test, tmp_path):
+    import cv2
+
+    x, y = mnist_test
+    right = _well_read(loaded_model, x, y, 5)
+    video = tmp_path / "digits.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 480))
+    for i in right:
+        frame = np.full((480, 640, 3), 225, np.uint8)
+        frame[140:340, 220:420] = 255 - np.asarray(Image.fromarray(x[i]).resize((200, 200)))[..., None]
+        for _ in range(3):
+            writer.write(frame)
+    writer.release()
+    out = run_cli("camera", str(int8_model), "--source", str(video), "--headless").stdout
+    frames = _answers(out)
+    assert len(frames) == 3 * len(right)  # a file: every frame read, none dropped
+    assert [f["digit"] for f in frames] == [int(y[i]) for i in right for _ in range(3)]
+    assert all(f["fps"] >= 0 for f in frames)
+
+
+def test_camera_loop_survives_a_bad_frame(int8_model, png_folders, tmp_path):
+    for name in ("000.png", "001.png"):
+        (tmp_path / name).write_bytes((png_folders["white-on-black"] / name).read_bytes())
+    (tmp_path / "0005.png").write_bytes(b"broken")
+    frames = _answers(run_cli("camera", str(int8_model), "--source", str(tmp_path), "--headless").stdout)
+    assert ["error" in f for f in frames] == [False, True, False]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.one_of(st.binary(max_size=2000),
+                      st.tuples(st.integers(1, 120), st.integers(1, 120), st.integers(0, 2**32 - 1))))
+def test_random_bytes_and_images_never_escape(loaded_model, tmp_path, data):
+    path = tmp_path / "input.png"
+    if isinstance(data, bytes):
+        path.write_bytes(data)
+    else:
+        w, h, seed = data
+        Image.fromarray(np.random.default_rng(seed).integers(0, 256, (h, w), dtype=np.uint8)).save(path)
+    (answer,) = predict_files(loaded_model, [path])
+    assert "error" in answer or answer["digit"] in (None, *range(10))
