@@ -41,6 +41,8 @@ MIN_CONTRAST = 16.0
 """Ink must differ from the paper by this many gray levels (of 255) at least, or there is no digit."""
 MIN_SNR = 5.0
 """... and by this many times the noise level of the background."""
+NOISY = 4.0
+"""Background noise (gray levels) above which the image is smoothed 3x3 before thresholding."""
 
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
@@ -341,18 +343,69 @@ def _fit(shape: tuple[int, int], side: int) -> tuple[int, int]:
     return max(1, round(w * s)), max(1, round(h * s))
 
 
-def ink_is_dark(gray: np.ndarray) -> bool:
+@functools.lru_cache(maxsize=32)
+def _quadratic_basis(h: int, w: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    x = xx.ravel() / max(w - 1, 1) * 2 - 1
+    y = yy.ravel() / max(h - 1, 1) * 2 - 1
+    return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=1)
+
+
+def _paper_surface(small: np.ndarray) -> np.ndarray:
+    """The paper's gray level as a smooth surface (lighting gradient, vignetting), either polarity.
+
+    A quadratic fitted to the pixels near the current fit, refitted as outliers (ink, of either
+    sign) are trimmed. A constant is returned unless the surface fits the paper clearly better, so
+    a bold digit filling a crop is never mistaken for lighting.
+    """
+    h, w = small.shape
+    values = small.ravel()
+    basis = _quadratic_basis(h, w)
+    flat = float(np.median(values))
+    res = values - flat
+    spread = 1.4826 * float(np.median(np.abs(res)))
+    paper = np.abs(res) <= max(2.5 * spread, 2.0)
+    fitted = None
+    for _ in range(3):
+        if paper.sum() < basis.shape[1] * 4:
+            break
+        a = basis[paper]
+        try:
+            coef = np.linalg.solve(a.T @ a, a.T @ values[paper])
+        except np.linalg.LinAlgError:
+            break
+        fitted = basis @ coef
+        res = values - fitted
+        paper = np.abs(res) <= max(2.5 * 1.4826 * float(np.median(np.abs(res[paper]))), 2.0)
+    flat = float(np.median(values[paper])) if paper.any() else flat
+    if fitted is not None and paper.any():
+        spread_fit = float(np.median(np.abs(res[paper])))
+        spread_flat = float(np.median(np.abs(values[paper] - flat)))
+        if spread_fit < 0.8 * spread_flat:
+            return fitted.reshape(h, w).astype(np.float32)
+    return np.full((h, w), flat, np.float32)
+
+
+def ink_is_dark(gray: np.ndarray, surface: np.ndarray | None = None) -> bool:
     """Polarity: is the ink darker than its background?
 
-    The background owns the image's border and most of its pixels, so it sits at one end of the
-    gray range and the ink at the other: compare the border's median with the 1st and 99th
-    percentiles. A near tie (strong vignetting) is broken by the skew of the whole image, since
-    ink is the minority far out in one tail.
+    Ink is the heavy tail: far more pixel contrast lies beyond the noise on the ink's side of the
+    paper surface than on the other side. If the tails are close (ink covering about half of a
+    tight crop), the background is whatever owns the border; a last tie goes to the skew.
     """
     g = np.asarray(gray, dtype=np.float32)
     step = max(1, max(g.shape) // 128)
     sample = g[::step, ::step]
     h, w = sample.shape
+    if surface is None:
+        surface = _paper_surface(_resize(g, _fit(g.shape, 48), Image.BOX) if max(g.shape) > 48 else g)
+    r = sample - (_resize(surface, (w, h), Image.BILINEAR) if surface.shape != (h, w) else surface)
+    spread = 1.4826 * float(np.median(np.abs(r - np.median(r))))
+    beyond = 4.0 * spread + 4.0
+    dark_tail = float(np.maximum(-r - beyond, 0.0).sum())
+    bright_tail = float(np.maximum(r - beyond, 0.0).sum())
+    if max(dark_tail, bright_tail) > 2.0 * min(dark_tail, bright_tail) and max(dark_tail, bright_tail) > 0:
+        return dark_tail > bright_tail
     b = max(1, round(min(h, w) / 16))
     border = np.concatenate([sample[:b].ravel(), sample[-b:].ravel(), sample[:, :b].ravel(), sample[:, -b:].ravel()])
     bmed = float(np.median(border))
@@ -364,65 +417,29 @@ def ink_is_dark(gray: np.ndarray) -> bool:
     return bool((centred * centred * centred).mean() < 0)
 
 
-def _background(g: np.ndarray) -> np.ndarray:
+def _background(g: np.ndarray, small: np.ndarray, surface: np.ndarray) -> np.ndarray:
     """The paper (or screen) alone, ink bright: subtract it and only ink is left.
 
-    Worked out at ~48 px. When strokes are thin next to the image, a morphological opening with a
-    window over 3x the stroke width (at least a quarter of the image): it follows gradients,
-    shadows and creases but cannot follow strokes. When strokes are as thick as the image is small
-    (a tight crop of a bold digit) any such window would eat them, so a robust quadratic surface
-    fitted to the paper instead (gradients and vignetting only).
+    Worked out at ~48 px (`small`, with the paper `surface` fitted there). When strokes are thin
+    next to the image, a morphological opening with a window over 3x the stroke width (at least
+    a quarter of the image) follows shadows and creases but cannot follow strokes; it is floored
+    by the surface, which knows vignetted corners the window is too wide for. When strokes are as
+    thick as the image is small (a tight crop of a bold digit) any window would eat them, and the
+    surface alone is the background.
     """
-    h, w = g.shape
-    bw, bh = _fit((h, w), 48) if max(h, w) > 48 else (w, h)
-    small = _resize(g, (bw, bh), Image.BOX) if (bw, bh) != (w, h) else g
-    values = small.ravel()
-    paper = values < _otsu_any(values)  # evenly lit: exact already; else a start the fit corrects
-    ink0 = ~paper.reshape(bh, bw)
+    bh, bw = small.shape
+    res = small - surface
+    ink0 = res > max(_otsu_any(res.ravel()), 0.0)
     edges = int((ink0[1:] != ink0[:-1]).sum() + (ink0[:, 1:] != ink0[:, :-1]).sum())
     stroke = 2.0 * int(ink0.sum()) / max(edges, 1)
     k = max(3, min(bw, bh) // 4, int(3 * stroke) + 1) | 1
     if k <= min(bw, bh) // 2:
-        bg_small = _box_blur(_minmax_filter(_minmax_filter(small, k, np.minimum), k, np.maximum), max(1, k // 4))
+        opened = _minmax_filter(_minmax_filter(small, k, np.minimum), k, np.maximum)
+        bg_small = _box_blur(np.maximum(opened, surface), max(1, k // 4))
     else:
-        bg_small = _surface(values, paper, _quadratic_basis(bh, bw)).reshape(bh, bw)
+        bg_small = surface
+    h, w = g.shape
     return _resize(bg_small, (w, h), Image.BILINEAR) if (bw, bh) != (w, h) else bg_small
-
-
-@functools.lru_cache(maxsize=16)
-def _quadratic_basis(h: int, w: int) -> np.ndarray:
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    x = xx.ravel() / max(w - 1, 1) * 2 - 1
-    y = yy.ravel() / max(h - 1, 1) * 2 - 1
-    return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=1)
-
-
-def _surface(values: np.ndarray, paper: np.ndarray, basis: np.ndarray) -> np.ndarray:
-    """Quadratic surface through the paper pixels, refitted as the paper/ink split improves.
-
-    A constant (the paper's median) is returned instead unless the surface fits the paper
-    clearly better: a bold digit filling a crop must not be mistaken for a lighting gradient.
-    """
-    fitted = np.full(values.size, float(np.median(values[paper])) if paper.any() else 0.0, np.float32)
-    res = values - fitted
-    for _ in range(3):
-        if paper.sum() < basis.shape[1] * 4:
-            break
-        a = basis[paper]
-        try:
-            coef = np.linalg.solve(a.T @ a, a.T @ values[paper])
-        except np.linalg.LinAlgError:
-            break
-        fitted = (basis @ coef).astype(np.float32)
-        res = values - fitted
-        paper = res < _otsu_any(res)
-    if paper.any():
-        flat = float(np.median(values[paper]))
-        spread_flat = np.median(np.abs(values[paper] - flat))
-        spread_fit = np.median(np.abs(res[paper] - np.median(res[paper])))
-        if not spread_fit < 0.8 * spread_flat:
-            fitted = np.full(values.size, flat, np.float32)
-    return fitted
 
 
 @dataclass
@@ -437,19 +454,8 @@ class Ink:
     dark: bool  # the ink was darker than the paper (and has been inverted)
 
 
-def find_ink(gray: np.ndarray, dark_ink: bool | None = None) -> Ink:
-    """Background-removed ink signal, mask and components of a gray array (polarity found if None).
-
-    The mask is a hysteresis threshold above the noise floor: seeds above max(Otsu, 5 sigma, a
-    minimum contrast), grown through connected pixels above half that, so faint stroke parts stay
-    attached to their digit while isolated noise never seeds. The soft ink is the contrast scaled
-    so a typical stroke pixel (75th percentile of the mask) is 1, which keeps anti-aliased edges grey.
-    """
-    g = np.asarray(gray, dtype=np.float32)
-    dark = ink_is_dark(g) if dark_ink is None else bool(dark_ink)
-    if dark:
-        g = 255.0 - g
-    r = g - _background(g)
+def _levels(r: np.ndarray) -> tuple[float, float, float]:
+    """(paper level, Otsu threshold, noise sigma) of a background-removed image."""
     sample = r[::2, ::2] if r.size > 20000 else r
     centre = float(np.median(sample))
     otsu = _otsu(np.maximum(sample - centre, 0.0)) + centre
@@ -461,6 +467,31 @@ def find_ink(gray: np.ndarray, dark_ink: bool | None = None) -> Ink:
     both = is_paper[:, 1:] & is_paper[:, :-1]
     if both.any():
         noise = max(noise, 1.4826 / math.sqrt(2) * float(np.median(np.abs(np.diff(sample, axis=1))[both])))
+    return med, otsu, noise
+
+
+def find_ink(gray: np.ndarray, dark_ink: bool | None = None) -> Ink:
+    """Background-removed ink signal, mask and components of a gray array (polarity found if None).
+
+    The mask is a hysteresis threshold above the noise floor: seeds above max(Otsu, 5 sigma, a
+    minimum contrast), grown through connected pixels above half that, so faint stroke parts stay
+    attached to their digit while isolated noise never seeds (noisy images are smoothed 3x3
+    first). The soft ink is the contrast scaled so a typical stroke pixel (75th percentile of the
+    mask) is 1, which keeps anti-aliased edges grey.
+    """
+    g = np.asarray(gray, dtype=np.float32)
+    h, w = g.shape
+    bw, bh = _fit((h, w), 48) if max(h, w) > 48 else (w, h)
+    small = _resize(g, (bw, bh), Image.BOX) if (bw, bh) != (w, h) else g
+    surface = _paper_surface(small)
+    dark = ink_is_dark(g, surface) if dark_ink is None else bool(dark_ink)
+    if dark:
+        g, small, surface = 255.0 - g, 255.0 - small, 255.0 - surface
+    r = g - _background(g, small, surface)
+    med, otsu, noise = _levels(r)
+    if noise > NOISY:
+        r = _box_blur(r, 1)
+        med, otsu, noise = _levels(r)
     contrast = np.maximum(r - med, 0.0)
     high = max(otsu - med, MIN_SNR * noise, 0.5 * MIN_CONTRAST)
     low = max(0.5 * high, 2.5 * noise)
@@ -502,39 +533,42 @@ def working_gray(image: Image.Image, max_side: int = WORK_SIDE) -> np.ndarray:
 
 
 def select_digit(found: Ink) -> np.ndarray:
-    """Mask of the digit: the heaviest component and the non-speck components near it.
+    """Mask of the digit: the heaviest component plus the pieces that belong with it.
 
-    A digit can come in pieces (a 5's flag, a 4 drawn in two strokes, a pen that skipped), so
-    pieces within half the digit's size of it are kept unless they are specks. Raises NoDigit if
-    nothing credible is left: too small, too faint against the noise.
+    A digit can come in pieces (a 5's flag, a 4 drawn in two strokes, a pen that skipped), so the
+    group grows by every piece lying within half a digit of it, unless the piece is a speck (under
+    2% of the group's ink) that would stretch the digit's box. Raises NoDigit if nothing credible is
+    left: too small, or too faint against the noise.
     """
     h, w = found.mask.shape
-    comps = components(found.labels, found.contrast)
-    min_area = max(4, round(1e-4 * h * w))
-    comps = [c for c in comps if c.area >= min_area]
+    comps = [c for c in components(found.labels, found.contrast) if c.area >= max(3, round(5e-5 * h * w))]
     if not comps:
         raise NoDigit("no digit found: the image is blank or too faint")
     main = max(comps, key=lambda c: c.mass)
-    if main.mass / main.area < max(MIN_CONTRAST, MIN_SNR * found.noise):
+    if main.mass / main.area < max(MIN_CONTRAST, 3.0 * found.noise):
         raise NoDigit("no digit found: only faint marks or noise")
-    if max(main.height, main.width) < max(6, 0.02 * max(h, w)):
-        raise NoDigit("no digit found: only specks")
-    keep = {main.label}
-    top, left, bottom, right = main.top, main.left, main.bottom, main.right
-    rest = [c for c in comps if c is not main and c.area >= 0.03 * main.area]
+    keep = [main.label]
+    top, left, bottom, right, mass = main.top, main.left, main.bottom, main.right, main.mass
+    rest = sorted((c for c in comps if c is not main), key=lambda c: -c.mass)
     grew = True
     while grew and rest:
         grew = False
-        margin = 0.5 * max(bottom - top, right - left)
         for c in list(rest):
-            if (c.top >= top - margin and c.bottom <= bottom + margin and c.left >= left - margin
-                    and c.right <= right + margin):
-                keep.add(c.label)
-                rest.remove(c)
-                top, left, bottom, right = min(top, c.top), min(left, c.left), max(bottom, c.bottom), max(right, c.right)
-                grew = True
+            inside = c.top >= top and c.left >= left and c.bottom <= bottom and c.right <= right
+            if not inside:
+                size = max(bottom - top, right - left, c.height, c.width)
+                gap = max(c.top - bottom, top - c.bottom, c.left - right, left - c.right, 0)
+                if gap > 0.5 * size or c.mass < 0.02 * mass:
+                    continue
+            keep.append(c.label)
+            rest.remove(c)
+            top, left, bottom, right = min(top, c.top), min(left, c.left), max(bottom, c.bottom), max(right, c.right)
+            mass += c.mass
+            grew = True
+    if max(bottom - top, right - left) < max(6, 0.02 * max(h, w)):
+        raise NoDigit("no digit found: only specks")
     lut = np.zeros(int(found.labels.max()) + 1, bool)
-    lut[list(keep)] = True
+    lut[keep] = True
     return lut[found.labels]
 
 

@@ -71,7 +71,7 @@ class DigitModel:
             return []
         readings = []
         for p in self.probabilities(pixels):
-            order = np.argsort(p)[::-1][:top_k]
+            order = np.argsort(-p, kind="stable")[:top_k]  # ties: lower digit first, on every CPU
             confidence = float(p[order[0]])
             readings.append(Reading(digit=int(order[0]) if confidence >= threshold else None,
                                     confidence=confidence,
