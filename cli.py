@@ -91,6 +91,74 @@ def export(source: str, quantize: str, out: str | None, max_drop: float, data: s
     if failures:
         raise UserError(" | ".join(failures))
 
+
+@main.command()
+@click.argument("models", nargs=-1, required=True, metavar="MODEL...")
+@click.option("--data", type=click.Path(),
+              help="A labelled image folder (DIR/<digit>/* or DIR/<digit>_*.png), or an MNIST .npz or IDX folder "
+                   "(default: the MNIST test set from $DIGITCNN_DATA, else the download).")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False),
+              help="Report folder (default: <model stem>_report/ beside the model).")
+@click.option("--robustness", is_flag=True, help="Also score MNIST test digits rotated, shifted, blurred, ...")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N images (and N for --robustness).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
+def evaluate(models: tuple[str, ...], data: str | None, report_dir: str | None, robustness: bool,
+             limit: int | None, as_json: bool) -> None:
+    """Score .tflite or .keras models (several: side by side) and write a report with plots and report.html."""
+    import json
+
+    _quiet_tensorflow()
+    from digitcnn.evaluate import (check_model_path, evaluate as score, is_image_folder, load_labelled,
+                                   mnist_test, open_model)
+    from digitcnn.report import default_report_dir, headline_lines, model_names, write_report
+    from digitcnn.robustness import robustness_table
+
+    paths = [check_model_path(m) for m in models]  # before any slow loading
+    labelled = load_labelled(data, limit)
+    if labelled.skipped:
+        click.echo(f"{len(labelled.skipped)} files left out of {data}:", err=True)
+        for message in labelled.skipped:
+            click.echo(f"  {message}", err=True)
+    loaded = [open_model(p) for p in paths]
+    table = None
+    if robustness:
+        digits = mnist_test(limit=limit) if is_image_folder(data) else labelled
+        table = {"data": digits.source, "n": len(digits), "models": model_names(paths),
+                 "rows": robustness_table(loaded, digits)}
+    result = write_report([score(m, labelled) for m in loaded], report_dir or default_report_dir(paths), table)
+    if as_json:
+        single = {**result["models"][0], **{k: v for k, v in result.items() if k != "models"}}
+        click.echo(json.dumps(single if len(paths) == 1 else result))
+    else:
+        for line in headline_lines(result):
+            click.echo(line)
+
+
+@main.command()
+@click.argument("model")
+@click.argument("image")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="PNG to write (default: <image stem>_explained.png beside the image).")
+def explain(model: str, image: str, out: str | None) -> None:
+    """Draw how the network reads one image, layer by layer, from the pixels to the answer."""
+    from pathlib import Path
+
+    _quiet_tensorflow()
+    from digitcnn.evaluate import check_model_path, frame
+    from digitcnn.explain import draw, explainer
+    from digitcnn.figures import write_png
+    from edge.preprocess import load_image
+
+    pixels = frame(load_image(image)) if check_model_path(model) else None  # both checked before loading
+    if pixels is None:
+        raise UserError(f"{image}: no digit found")
+    stages = explainer(model)(pixels)
+    path = Path(out) if out else Path(image).with_name(f"{Path(image).stem}_explained.png")
+    write_png(draw(stages, f"{Path(model).name} reading {Path(image).name}"), path, dpi=80)
+    probs = stages[-1].values
+    click.echo(f"{int(probs.argmax())}  ({probs.max():.3f})  {path}")
+
+
 for command in edge_cli.main.commands.values():
     main.add_command(command)
 

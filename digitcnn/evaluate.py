@@ -86,15 +86,16 @@ def frame(image: Image.Image) -> np.ndarray | None:
         return None
 
 
+def is_image_folder(data: str | Path | None) -> bool:
+    """Is `data` a folder of labelled images (rather than None, an MNIST npz or an IDX folder)?"""
+    if data is None or not Path(data).is_dir():
+        return False
+    return not any(p.name.startswith(IDX_NAMES["x_test"]) for p in Path(data).iterdir())
+
+
 def load_labelled(data: str | Path | None = None, limit: int | None = None) -> Labelled:
-    """The MNIST test split (`data` an npz, an IDX folder or None), else a labelled image folder."""
-    if data is not None and Path(data).is_dir() and not _is_idx_folder(Path(data)):
-        return labelled_folder(Path(data), limit)
-    return mnist_test(data, limit)
-
-
-def _is_idx_folder(folder: Path) -> bool:
-    return any(p.name.startswith(IDX_NAMES["x_test"]) for p in folder.iterdir())
+    """A labelled image folder, else the MNIST test split (`data` an npz, an IDX folder or None)."""
+    return labelled_folder(Path(data), limit) if is_image_folder(data) else mnist_test(data, limit)
 
 
 def mnist_test(data: str | Path | None = None, limit: int | None = None) -> Labelled:
@@ -150,7 +151,7 @@ def labelled_folder(folder: Path, limit: int | None = None) -> Labelled:
         detail = f"; {len(skipped)} files left out, first {skipped[0]}" if skipped else ""
         raise UserError(f"{folder}: no labelled images to evaluate (expected DIR/<digit>/*.png or "
                         f"DIR/<digit>_*.png){detail}")
-    return Labelled(source=str(folder), pixels=np.stack(pixels), labels=np.array(labels, np.int64),
+    return Labelled(source=f"labelled images in {folder}", pixels=np.stack(pixels), labels=np.array(labels, np.int64),
                     found=np.array(found), names=names, skipped=skipped, preprocess_ms=np.array(times))
 
 

@@ -24,7 +24,7 @@ from edge.metadata import model_input, probabilities
 
 MAX_MAPS = 16  # feature maps drawn per stage: enough to see what the layer does, small enough to read
 CROP = 10  # side of the input crop whose pixel values are printed
-VECTOR_ROW = 100  # a long vector is wrapped into rows of this many values
+VECTOR_ROW = 200  # a longer vector is wrapped into rows of at most this many values
 
 # How each layer (Keras class) or op (TFLite) maps to a stage; "follow" steps (activation, batch
 # norm) replace the output of the stage before them, so both formats give the same stages.
@@ -56,7 +56,7 @@ class Stage:
         if self.kind == "flatten":
             return f"flattened: the maps as one vector of {v.size} numbers"
         if self.kind == "dense":
-            return f"dense {n}: {v.size} numbers"
+            return f"dense {n}: " + ("one score per digit, before softmax" if v.size == 10 else f"{v.size} numbers")
         return f"output: probabilities, answer {int(v.argmax())} ({v.max():.1%})"
 
 
@@ -155,8 +155,8 @@ def _mosaic(maps: np.ndarray) -> np.ndarray:
 
 def _wrapped(vector: np.ndarray) -> np.ndarray:
     """A long vector as rows of VECTOR_ROW values (NaN-padded), so each value stays visible."""
-    rows = -(-vector.size // VECTOR_ROW) if vector.size > VECTOR_ROW else 1
-    width = vector.size if rows == 1 else VECTOR_ROW
+    rows = -(-vector.size // VECTOR_ROW)
+    width = -(-vector.size // rows)
     out = np.full(rows * width, np.nan, np.float32)
     out[:vector.size] = vector
     return out.reshape(rows, width)
@@ -164,7 +164,9 @@ def _wrapped(vector: np.ndarray) -> np.ndarray:
 
 def _draw_input(fig, cell, stage: Stage) -> None:
     pixels = stage.values
-    left, right = cell.subgridspec(1, 3, width_ratios=[1, 1, 2.2], wspace=0.1).subplots()[:2]
+    left, right, notes = cell.subgridspec(1, 3, width_ratios=[1, 1, 1.3]).subplots()
+    notes.axis("off")
+    notes.text(0, 0.5, READING, fontsize=8, va="center")
     weight = pixels.astype(np.float64) + 1e-9  # a blank image centres the crop
     ys, xs = np.indices(pixels.shape)
     top, left_col = (min(max(round((c * weight).sum() / weight.sum()) - CROP // 2, 0), 28 - CROP) for c in (ys, xs))
@@ -212,13 +214,19 @@ def _draw_output(fig, cell, stage: Stage) -> None:
     colors = ["tab:orange" if d == answer else "tab:gray" for d in range(10)]
     ax.bar(range(10), stage.values, color=colors)
     ax.set(xticks=range(10), ylim=(0, 1.05), ylabel="probability")
-    ax.text(answer, min(stage.values[answer] + 0.04, 0.98), "answer", ha="center", fontsize=8, color="tab:orange")
+    ax.get_xticklabels()[answer].set(color="tab:orange", fontweight="bold")
     ax.set_title(stage.title, loc="left", fontsize=9)
 
 
+READING = ("Read top to bottom. Each convolution slides its small filters over the maps above it\n"
+           "and lights up where a filter's pattern is found (strokes, edges, corners);\n"
+           "each pooling keeps the strongest response in every 2x2 patch, halving the size.\n"
+           "The last maps are flattened into one vector, the dense layers weigh it\n"
+           "into ten scores, and softmax turns the scores into probabilities.")
+
 DRAW = {"input": _draw_input, "filters": _draw_maps, "conv": _draw_maps, "pool": _draw_maps,
         "flatten": _draw_vector, "dense": _draw_vector, "output": _draw_output}
-ROW_HEIGHT = {"input": 2.4, "filters": 0.9, "conv": 1.0, "pool": 0.8, "flatten": 0.9, "dense": 0.5, "output": 1.6}
+ROW_HEIGHT = {"input": 3.4, "filters": 0.9, "conv": 1.0, "pool": 0.8, "flatten": 0.9, "dense": 0.5, "output": 1.6}
 
 
 def draw(stages: list[Stage], title: str):
