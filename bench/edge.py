@@ -24,7 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edge.bench import benchmark, sample_digit  # noqa: E402
+from edge.bench import benchmark, sample_digit, sample_frame  # noqa: E402
 
 KERAS_PREDICT = """
 import sys, json, numpy as np, keras
@@ -56,8 +56,7 @@ def _camera_fps(model: str, threads: int | None, frames: int = 300) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         video = str(Path(tmp) / "digits.avi")
         writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 480))
-        frame = np.full((480, 640, 3), 210, np.uint8)
-        frame[140:340, 220:420] = np.asarray(sample_digit(200, dark_on_light=True))[..., None]
+        frame = np.asarray(sample_frame().convert("RGB"))[..., ::-1]  # OpenCV writes BGR
         for _ in range(frames):
             writer.write(frame)
         writer.release()

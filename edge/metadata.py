@@ -248,11 +248,18 @@ def model_input(pixels: np.ndarray, meta: dict) -> np.ndarray:
     if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3) or pixels.shape[-2:] != tuple(spec["shape"][1:3]):
         raise ValueError(f"expected uint8 pixels of shape (n,) {tuple(spec['shape'][1:3])}, "
                          f"got {pixels.dtype} {pixels.shape}")
-    values = pixels.reshape(-1, *spec["shape"][1:]).astype(np.float64) * scaling["scale"] + scaling["offset"]
+    pixels = pixels.reshape(-1, *spec["shape"][1:])
     if spec["scale"] is None:
-        return values.astype(spec["dtype"])
+        return (pixels.astype(np.float32) * np.float32(scaling["scale"]) + np.float32(scaling["offset"])).astype(
+            spec["dtype"])
+    # Quantized input: q = pixel * gain + shift. The usual int8 export (scale 1/255, zero point 0 for
+    # 1/255 pixel scaling) makes that the identity: raw pixels go straight in, with no copy.
+    gain = scaling["scale"] / spec["scale"]
+    shift = scaling["offset"] / spec["scale"] + spec["zero_point"]
+    if spec["dtype"] == "uint8" and abs(gain - 1) < 1e-6 and abs(shift) < 1e-6:
+        return pixels
     info = np.iinfo(spec["dtype"])
-    return np.clip(np.round(values / spec["scale"] + spec["zero_point"]), info.min, info.max).astype(spec["dtype"])
+    return np.clip(np.round(pixels * gain + shift), info.min, info.max).astype(spec["dtype"])
 
 
 def probabilities(output: np.ndarray, meta: dict) -> np.ndarray:

@@ -502,9 +502,12 @@ def _levels(r: np.ndarray) -> tuple[float, float, float]:
     is_paper = sample < otsu  # Otsu's darker class: the background, whatever the ink's area
     paper = sample[is_paper]
     med = _median(paper) if paper.size else _median(sample)
-    # Noise: the background's pixel-to-pixel jitter (white noise fools Otsu's split), or half its
-    # spread (the rest of which is shading the background model missed, and Otsu's to handle).
-    noise = 0.5 * 1.4826 * _median(np.abs(paper - med)) if paper.size else 0.0
+    # Noise: the background's spread once shading the background model missed is taken out
+    # (a 5x5 high-pass), or its pixel-to-pixel jitter, whichever is larger.
+    noise = 0.0
+    if paper.size:
+        detail = (sample - _box_blur(sample, 2))[is_paper]
+        noise = 1.4826 * _median(np.abs(detail - _median(detail)))
     both = is_paper[:, 1:] & is_paper[:, :-1]
     if both.any():
         noise = max(noise, 1.4826 / math.sqrt(2) * _median(np.abs(np.diff(sample, axis=1))[both]))
