@@ -89,13 +89,12 @@ def download(url: str = KERAS_MNIST_URL, sha256: str = KERAS_MNIST_SHA256, cache
         ) from None
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+SPLIT_KEYS = {True: ("x_train", "y_train", "x_test", "y_test"), False: ("x_test", "y_test")}
 
 
 def _load_npz(path: Path, train: bool) -> Mnist:
     raw = path.read_bytes()
-    keys = ("x_train", "y_train", "x_test", "y_test") if train else ("x_test", "y_test")
+    keys = SPLIT_KEYS[train]
     try:
         with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
             missing = [k for k in keys if k not in npz.files]
@@ -104,22 +103,13 @@ def _load_npz(path: Path, train: bool) -> Mnist:
             arrays = {k: npz[k] for k in keys}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
         raise UserError(f"{path}: not a readable .npz file ({e})") from None
-    digest = _sha256(raw)
-    return Mnist(
-        x_train=arrays.get("x_train"),
-        y_train=arrays.get("y_train"),
-        x_test=arrays["x_test"],
-        y_test=arrays["y_test"],
-        source=str(path),
-        sha256=digest,
-        verified=KNOWN_NPZ_SHA256.get(digest, "shape and range only"),
-    )
+    digest = hashlib.sha256(raw).hexdigest()
+    return _mnist(arrays, path, digest, KNOWN_NPZ_SHA256.get(digest, "shape and range only"))
 
 
 def _load_idx_folder(folder: Path, train: bool) -> Mnist:
-    keys = ("x_train", "y_train", "x_test", "y_test") if train else ("x_test", "y_test")
     arrays, hasher, verified = {}, hashlib.sha256(), []
-    for key in keys:
+    for key in SPLIT_KEYS[train]:
         name = IDX_NAMES[key]
         candidates = [folder / name, folder / f"{name}.gz"]
         file = next((c for c in candidates if c.is_file()), None)
@@ -137,15 +127,13 @@ def _load_idx_folder(folder: Path, train: bool) -> Mnist:
                 raise UserError(f"{file}: not a readable gzip file ({e})") from None
         hasher.update(raw)
         arrays[key] = _parse_idx(file, raw)
-    return Mnist(
-        x_train=arrays.get("x_train"),
-        y_train=arrays.get("y_train"),
-        x_test=arrays["x_test"],
-        y_test=arrays["y_test"],
-        source=str(folder),
-        sha256=hasher.hexdigest(),
-        verified=("official md5 of " + ", ".join(verified)) if verified else "shape and range only",
-    )
+    checked = ("official md5 of " + ", ".join(verified)) if verified else "shape and range only"
+    return _mnist(arrays, folder, hasher.hexdigest(), checked)
+
+
+def _mnist(arrays: dict, source: Path, sha256: str, verified: str) -> Mnist:
+    return Mnist(x_train=arrays.get("x_train"), y_train=arrays.get("y_train"), x_test=arrays["x_test"],
+                 y_test=arrays["y_test"], source=str(source), sha256=sha256, verified=verified)
 
 
 def _parse_idx(file: Path, raw: bytes) -> np.ndarray:
