@@ -21,6 +21,7 @@ class Augmentation:
     zoom: float = 0.1  # scale uniform in [1 - zoom, 1 + zoom]
     shift: float = 0.1  # fraction of the side, uniform in [-shift, shift] on each axis
     shear: float = 0.1  # x += shear * y, uniform in [-shear, shear]
+    stretch: float = 0.0  # width alone scaled by uniform [1 - stretch, 1 + stretch]: narrow and wide hands
     thickness: float = 0.0  # probability of a thicker stroke, and again of a thinner one
 
 
@@ -28,15 +29,16 @@ def augment(images: tf.Tensor, seed: tf.Tensor, aug: Augmentation) -> tf.Tensor:
     """Warp a batch (n, 28, 28, 1) of floats with per-image random parameters drawn from `seed`."""
     n = tf.shape(images)[0]
     side = tf.cast(tf.shape(images)[1], tf.float32)
-    u = tf.random.stateless_uniform((n, 6), seed=seed, minval=-1.0, maxval=1.0)
+    u = tf.random.stateless_uniform((n, 7), seed=seed, minval=-1.0, maxval=1.0)
     angle = u[:, 0] * aug.rotation * math.pi / 180.0
     zoom = 1.0 + u[:, 1] * aug.zoom
     shear = u[:, 2] * aug.shear
     tx, ty = u[:, 3] * aug.shift * side, u[:, 4] * aug.shift * side
     # affine_transform maps each output pixel to the input pixel it samples: the inverse warp.
     cos, sin = tf.cos(angle) / zoom, tf.sin(angle) / zoom
-    a0, a1 = cos, sin + shear * cos
-    b0, b1 = -sin, cos - shear * sin
+    width = 1.0 + u[:, 6] * aug.stretch
+    a0, a1 = cos / width, sin + shear * cos
+    b0, b1 = -sin / width, cos - shear * sin
     c = (side - 1.0) / 2.0
     a2 = c - a0 * (c + tx) - a1 * (c + ty)
     b2 = c - b0 * (c + tx) - b1 * (c + ty)

@@ -37,6 +37,9 @@ BOX = 20
 """MNIST fits each digit's longer side to 20 px ..."""
 SIZE = 28
 """... and centres it by mass in a 28x28 field."""
+MIN_STROKE = 0.0
+BBOX_LEVEL = 0.1
+"""Ink at this fraction of the strongest counts for the bounding box (fainter is blur or halo)."""
 MIN_CONTRAST = 16.0
 """Ink must differ from the paper by this many gray levels (of 255) at least, or there is no digit."""
 MIN_SNR = 5.0
@@ -66,9 +69,15 @@ def load_image(path: str | os.PathLike, *, max_side: int | None = LOAD_SIDE) -> 
     smallest DCT scale that keeps `max_side` px (None: full size), which makes 12 MP photos cheap.
     """
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
-    if path.stat().st_size == 0:
+    try:
+        if path.is_dir():
+            raise UserError(f"{path}: is a folder, not an image file")
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if size == 0:
         raise UserError(f"{path}: empty file, not an image")
     try:
         with warnings.catch_warnings():
@@ -350,7 +359,7 @@ def _sample(a: np.ndarray, pixels: int = 8000) -> np.ndarray:
     return a[::step, ::step]
 
 
-def _separation(values: np.ndarray) -> float:
+def _separation(values: np.ndarray, threshold: float | None = None) -> float:
     """Otsu's effectiveness: between-class share of the variance (1 = two clean levels).
 
     Ink on paper is two levels, so around a real digit this is 0.8-1; noise, blotches and shading
@@ -360,8 +369,7 @@ def _separation(values: np.ndarray) -> float:
     total = float(v.var()) if v.size else 0.0
     if not total > 0:
         return 0.0
-    t = _otsu_any(v)
-    hi = v >= t
+    hi = v >= (_otsu_any(v) if threshold is None else threshold)
     p = float(hi.mean())
     if p in (0.0, 1.0):
         return 0.0
@@ -496,19 +504,28 @@ class Ink:
 
 
 def _levels(r: np.ndarray) -> tuple[float, float, float]:
-    """(paper level, Otsu threshold, noise sigma) of a background-removed image."""
+    """(paper level, Otsu threshold, noise sigma) of a background-removed image.
+
+    The paper is the bulk of the pixels, sigma-clipped; when ink covers a quarter of the image
+    or more (a tight crop of a bold digit), only Otsu's darker class is bulk enough to start from.
+    """
     sample = _sample(r, 6000)
     otsu = _otsu_any(sample)
-    is_paper = sample < otsu  # Otsu's darker class: the background, whatever the ink's area
-    paper = sample[is_paper]
-    med = _median(paper) if paper.size else _median(sample)
-    # Noise: the background's spread once shading the background model missed is taken out
-    # (a 5x5 high-pass), or its pixel-to-pixel jitter, whichever is larger.
+    below = sample < otsu
+    # A clean two-level split means ink is plentiful and Otsu's darker class is the paper; a poor
+    # one means Otsu split the paper's own noise, under a thin tail of ink: take all pixels then.
+    paper = below if _separation(sample, otsu) >= MIN_SEPARATION else np.ones_like(below)
+    med = _median(sample[paper])
+    spread = 1.4826 * _median(np.abs(sample[paper] - med))
+    paper &= np.abs(sample - med) <= max(3.0 * spread, 1.0)
+    med = _median(sample[paper]) if paper.any() else med
+    # Noise: the paper's spread once shading the background model missed is taken out (a 5x5
+    # high-pass), or its pixel-to-pixel jitter, whichever is larger.
     noise = 0.0
-    if paper.size:
-        detail = (sample - _box_blur(sample, 2))[is_paper]
+    if paper.any():
+        detail = (sample - _box_blur(sample, 2))[paper]
         noise = 1.4826 * _median(np.abs(detail - _median(detail)))
-    both = is_paper[:, 1:] & is_paper[:, :-1]
+    both = paper[:, 1:] & paper[:, :-1]
     if both.any():
         noise = max(noise, 1.4826 / math.sqrt(2) * _median(np.abs(np.diff(sample, axis=1))[both]))
     return med, otsu, noise
@@ -622,7 +639,11 @@ def select_digit(found: Ink) -> np.ndarray:
         raise NoDigit("no digit found: only specks")
     pad = max(2, max(bottom - top, right - left) // 4)
     region = found.contrast[max(top - pad, 0):bottom + pad, max(left - pad, 0):right + pad]
-    if _separation(region) < MIN_SEPARATION:
+    separation = _separation(region)
+    group_area = sum(c.area for c in comps if c.label in set(keep))
+    snr = mass / group_area / max(found.noise, 1e-6)
+    # Ink is two clean levels, or at least far above the noise; blotches and noise are neither.
+    if separation < 0.72 or (separation < MIN_SEPARATION and snr < 8.0):
         raise NoDigit("no digit found: only shading or noise, nothing that stands apart like ink")
     lut = np.zeros(int(found.labels.max()) + 1, bool)
     lut[keep] = True
@@ -644,11 +665,22 @@ def frame_digit(ink: np.ndarray) -> np.ndarray:
     peak = float(a.max())
     if not peak > 0:
         raise NoDigit("no digit found: no ink in the crop")
-    rows = np.nonzero((a >= 0.25 * peak).any(axis=1))[0]
-    cols = np.nonzero((a >= 0.25 * peak).any(axis=0))[0]
+    rows = np.nonzero((a >= BBOX_LEVEL * peak).any(axis=1))[0]
+    cols = np.nonzero((a >= BBOX_LEVEL * peak).any(axis=0))[0]
     crop = a[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
     h, w = crop.shape
     s = BOX / max(h, w)
+    if MIN_STROKE > 0 and s < 1:
+        core = crop >= 0.5 * peak
+        edges = int((core[1:] != core[:-1]).sum() + (core[:, 1:] != core[:, :-1]).sum()) + 2 * int(core[0].sum() + core[-1].sum() + core[:, 0].sum() + core[:, -1].sum())
+        width = 2.0 * int(core.sum()) / max(edges, 1)
+        if width * s < MIN_STROKE:
+            k = int(round(MIN_STROKE / s - width)) + 1
+            k += 1 - k % 2
+            if k >= 3:
+                crop = _minmax_filter(np.pad(crop, k // 2), k, np.maximum)
+                h, w = crop.shape
+                s = BOX / max(h, w)
     size = (max(1, min(BOX, round(w * s))), max(1, min(BOX, round(h * s))))
     resample = Image.BOX if s < 1 else Image.BILINEAR
     small = np.clip(_resize(crop, size, resample), 0.0, None)
@@ -674,8 +706,7 @@ def is_mnist_framed(a: np.ndarray) -> bool:
     nz = a > 0
     if not nz.any():
         return False
-    border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
-    if np.count_nonzero(border) > 4 or nz.mean() > 0.5:
+    if nz.mean() > 0.5:  # the background, black, is most of the image
         return False
     rows = np.nonzero(nz.any(axis=1))[0]
     cols = np.nonzero(nz.any(axis=0))[0]

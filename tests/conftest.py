@@ -25,6 +25,23 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 600, check: bo
     return result
 
 
+# Run as `python -c BLOCK_TENSORFLOW -m MODULE ARGS` or `... SCRIPT ARGS`: any TensorFlow/Keras import fails.
+BLOCK_TENSORFLOW = """
+import sys, runpy
+class Refuse:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('tensorflow', 'keras'):
+            raise ImportError('refused import of ' + name)
+sys.meta_path.insert(0, Refuse())
+if sys.argv[1] == '-m':
+    sys.argv = sys.argv[2:]
+    runpy.run_module(sys.argv[0], run_name='__main__')
+else:
+    sys.argv = sys.argv[1:]
+    runpy.run_path(sys.argv[0], run_name='__main__')
+"""
+
+
 @pytest.fixture(scope="session")
 def datasets_dir() -> Path:
     path = Path(os.environ.get("DIGITCNN_DATASETS", SHARED))
@@ -57,3 +74,10 @@ def small_run(tmp_path_factory, mnist_npz: Path) -> Path:
     run_cli("train", "--model", "lenet5", "--subset", "6000", "--epochs", "2", "--data", str(mnist_npz),
             "--out", str(out))
     return out
+
+
+@pytest.fixture(scope="session")
+def int8_model(small_run: Path) -> Path:
+    """The small run exported as int8 (lenient --max-drop: the model is weak on purpose)."""
+    run_cli("export", str(small_run), "--quantize", "int8", "--max-drop", "5")
+    return small_run / "model_int8.tflite"

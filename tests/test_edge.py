@@ -11,17 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFilter
 
-from conftest import ROOT, run_cli
+from conftest import BLOCK_TENSORFLOW, ROOT, run_cli
 from edge.predict import predict_files
 from edge.runner import DigitModel
 
 N = 60  # MNIST test images per check: enough to tell a working runner from a broken one
-
-
-@pytest.fixture(scope="session")
-def int8_model(small_run):
-    run_cli("export", str(small_run), "--quantize", "int8", "--max-drop", "5")
-    return small_run / "model_int8.tflite"
 
 
 @pytest.fixture(scope="session")
@@ -173,20 +167,6 @@ def test_bad_models_are_one_line_errors(tmp_path, png_folders):
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
-BLOCK_TENSORFLOW = """
-import sys, runpy
-class Refuse:
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('tensorflow', 'keras'):
-            raise ImportError('refused import of ' + name)
-sys.meta_path.insert(0, Refuse())
-if sys.argv[1] == '-m':
-    sys.argv = sys.argv[2:]
-    runpy.run_module(sys.argv[0], run_name='__main__')
-else:
-    sys.argv = sys.argv[1:]
-    runpy.run_path(sys.argv[0], run_name='__main__')
-"""
 
 
 @pytest.mark.parametrize("entry", [["-m", "edge"], [str(ROOT / "cli.py")]], ids=["python-m-edge", "cli.py"])

@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, run_cli
+from conftest import BLOCK_TENSORFLOW, ROOT, run_cli
 from edge.predict import predict_files
 from edge.runner import DigitModel
-from test_edge import BLOCK_TENSORFLOW, int8_model  # noqa: F401  (int8_model: the small run as int8 .tflite)
 
 N = 300  # MNIST test images per report: enough for stable counts, fast on two busy cores
 REPORT_FILES = {"confusion.json", "confusion.png", "mistakes.png", "reliability.png", "rejection.png",
@@ -28,7 +27,7 @@ def mnist_head(mnist_npz):
 
 
 @pytest.fixture(scope="module")
-def tflite_report(int8_model, mnist_npz, tmp_path_factory):  # noqa: F811
+def tflite_report(int8_model, mnist_npz, tmp_path_factory):
     """`evaluate --robustness --json` of the int8 model on N images, with TensorFlow imports refused."""
     out = tmp_path_factory.mktemp("report")
     result = subprocess.run([sys.executable, "-c", BLOCK_TENSORFLOW, str(ROOT / "cli.py"), "evaluate",
@@ -38,7 +37,7 @@ def tflite_report(int8_model, mnist_npz, tmp_path_factory):  # noqa: F811
     return out, json.loads(result.stdout)
 
 
-def test_confusion_counts_match_an_independent_count(tflite_report, int8_model, mnist_head):  # noqa: F811
+def test_confusion_counts_match_an_independent_count(tflite_report, int8_model, mnist_head):
     out, report = tflite_report
     x, y = mnist_head
     expected = np.zeros((10, 10), int)
@@ -80,7 +79,7 @@ def test_robustness_identity_equals_accuracy_and_rotation_hurts(tflite_report):
         assert any(name.startswith(kind) for name in rows), kind
 
 
-def test_keras_and_tflite_side_by_side(small_run, int8_model, mnist_npz, tmp_path):  # noqa: F811
+def test_keras_and_tflite_side_by_side(small_run, int8_model, mnist_npz, tmp_path):
     out = tmp_path / "compare"
     result = run_cli("evaluate", str(small_run / "model.keras"), str(int8_model), "--data", str(mnist_npz),
                      "--limit", "200", "--report", str(out))
@@ -97,7 +96,7 @@ def test_keras_and_tflite_side_by_side(small_run, int8_model, mnist_npz, tmp_pat
     assert (out / "report.html").read_text().count("data:image/png;base64,") == 14
 
 
-def test_explain_draws_every_layer_of_both_formats(small_run, int8_model, mnist_head, tmp_path):  # noqa: F811
+def test_explain_draws_every_layer_of_both_formats(small_run, int8_model, mnist_head, tmp_path):
     import keras
 
     from digitcnn.explain import draw, explainer
@@ -128,7 +127,7 @@ def test_explain_draws_every_layer_of_both_formats(small_run, int8_model, mnist_
         image.load()
 
 
-def test_labelled_folder_lists_bad_files_and_scores_the_rest(int8_model, mnist_head, tmp_path):  # noqa: F811
+def test_labelled_folder_lists_bad_files_and_scores_the_rest(int8_model, mnist_head, tmp_path):
     x, y = mnist_head
     folder = tmp_path / "digits"
     good = []
@@ -164,7 +163,7 @@ def test_labelled_folder_lists_bad_files_and_scores_the_rest(int8_model, mnist_h
     (["explain", "{model}", "missing.png"], "no such file"),
 ], ids=["missing-model", "wrong-type", "junk-keras", "junk-tflite", "missing-data", "empty-folder",
         "explain-missing-model", "explain-missing-image"])
-def test_bad_input_is_one_line_and_exit_1(args, message, int8_model, tmp_path):  # noqa: F811
+def test_bad_input_is_one_line_and_exit_1(args, message, int8_model, tmp_path):
     for suffix in (".keras", ".tflite"):
         (tmp_path / f"junk{suffix}").write_bytes(b"\0" * 100)
     (tmp_path / "empty").mkdir()
