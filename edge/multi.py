@@ -57,7 +57,7 @@ def find_digits(image: Image.Image) -> list[FoundDigit]:
     except NoDigit:
         return []
     labels, count = label(mask)
-    comps = components(labels, count, ink)
+    comps = components(labels, ink)
     if not comps:
         return []
     tallest = max(c.height for c in comps)

@@ -37,7 +37,7 @@ BOX = 20
 """MNIST fits each digit's longer side to 20 px ..."""
 SIZE = 28
 """... and centres it by mass in a 28x28 field."""
-MIN_STROKE = 0.0
+MIN_STROKE = 1.6
 BBOX_LEVEL = 0.1
 """Ink at this fraction of the strongest counts for the bounding box (fainter is blur or halo)."""
 MIN_CONTRAST = 16.0
