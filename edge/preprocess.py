@@ -29,7 +29,7 @@ MAX_PIXELS = 64_000_000
 """Refuse larger images (decompression bombs): 8000x8000 still passes, and so does a 50 MP phone."""
 LOAD_SIDE = 1024
 """`load_image` asks JPEG decoders for at least this long a side (DCT scaling: fast and clean)."""
-WORK_SIDE = 240
+WORK_SIDE = 200
 """Longest working image side: a digit a third of the frame tall still gets 40-80 px."""
 MIN_WORK_SIDE = 64
 """Smaller inputs (16x16 scans, icons) are upscaled first so thresholds and centring stay smooth."""
@@ -127,13 +127,14 @@ def to_gray(image: Image.Image, max_side: int | None = None) -> np.ndarray:
         image = image.convert("RGBA")
         mode = "RGBA"
     if mode in ("RGBA", "LA", "La", "RGBa"):
-        image = image.convert("LA") if mode != "La" else image.convert("LA")
+        if mode == "RGBa":  # premultiplied: undo that first
+            image = image.convert("RGBA")
+        image = image.convert("LA")
         image = _shrink(image, max_side)
         la = np.asarray(image, dtype=np.float32)
         return _composite(la[..., 0], la[..., 1] / 255.0)
     if mode in ("I", "F") or mode.startswith("I;16"):
-        a = _scale_wide(np.asarray(image))
-        image = Image.fromarray(a.astype(np.uint8), "L")
+        image = Image.fromarray(np.round(_scale_wide(np.asarray(image))).astype(np.uint8))
     elif mode != "L":
         try:
             image = image.convert("L")
@@ -155,17 +156,20 @@ def _shrink(image: Image.Image, max_side: int | None) -> Image.Image:
 
 
 def _scale_wide(a: np.ndarray) -> np.ndarray:
-    """16-bit, 32-bit and float pixels -> 0..255: by their nominal range when they fit one, else min-max."""
+    """16-bit, 32-bit and float pixels -> 0..255, by the range their type suggests.
+
+    Floats within 0..1 are fractions; integers within 0..255 are already 8-bit, within 0..65535
+    16-bit; binary 0/1 images and anything else (negative, huge) are stretched min-max.
+    """
+    is_float = np.issubdtype(a.dtype, np.floating)
     a = np.asarray(a, dtype=np.float64)
-    finite = np.isfinite(a)
-    if not finite.all():
-        a = np.where(finite, a, 0.0)
+    a = np.where(np.isfinite(a), a, 0.0)
     lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
-    if lo >= 0 and hi <= 1.0 and not np.issubdtype(a.dtype, np.integer) and hi > 0 and (a != np.round(a)).any():
-        return np.clip(a * 255.0, 0, 255)
-    if lo >= 0 and hi <= 255:
+    if lo >= 0 and is_float and hi <= 1.0:
+        return a * 255.0
+    if lo >= 0 and 1.0 < hi <= 255:
         return a
-    if lo >= 0 and hi <= 65535:
+    if lo >= 0 and 255 < hi <= 65535 and not is_float:
         return a / 257.0
     return (a - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)
 
@@ -322,58 +326,68 @@ def components(labels: np.ndarray, weight: np.ndarray | None = None) -> list[Com
 # Ink
 
 
-def _otsu(values: np.ndarray) -> float:
-    """Otsu's threshold of values in 0..255 (a float between two gray levels)."""
-    hist = np.bincount(np.clip(values, 0, 255).astype(np.uint8).ravel(), minlength=256).astype(np.float64)
-    total = hist.sum()
-    if total == 0:
-        return 0.0
+def _otsu_split(values: np.ndarray) -> tuple[float, float]:
+    """Otsu's threshold of values on any scale, and its effectiveness (0..1, see `_separation`)."""
+    v = np.ravel(values)
+    if v.size == 0:
+        return 0.0, 0.0
+    lo, hi = float(v.min()), float(v.max())
+    if not hi - lo > 1e-6:
+        return hi + 1.0, 0.0
+    scale = 255.0 / (hi - lo)
+    hist = np.bincount(((v - lo) * scale).astype(np.int64), minlength=256)[:256].astype(np.float64)
+    hist[255] += v.size - hist.sum()  # the maximum itself lands in bin 256 when it scales to 255.0
+    levels = np.arange(256, dtype=np.float64)
+    total = float(v.size)
     w0 = np.cumsum(hist)
-    m0 = np.cumsum(hist * np.arange(256))
+    m0 = np.cumsum(hist * levels)
     with np.errstate(divide="ignore", invalid="ignore"):
         between = (m0[-1] * w0 - m0 * total) ** 2 / (w0 * (total - w0))
-    between[~np.isfinite(between)] = -1
-    return float(np.argmax(between)) + 0.5
+    between[~np.isfinite(between)] = -1.0
+    best = float(between.max())
+    k = int(round(float(np.nonzero(between >= best * 0.999)[0].mean())))  # middle of a flat top
+    variance = float(hist @ (levels * levels)) / total - (m0[-1] / total) ** 2
+    eta = float(between[k]) / total / total / variance if variance > 0 else 0.0
+    return lo + (k + 1) / scale, min(max(eta, 0.0), 1.0)
 
 
 def _otsu_any(values: np.ndarray) -> float:
-    """Otsu's threshold of values on any scale."""
-    lo, hi = float(values.min()), float(values.max())
-    if not hi - lo > 1e-6:
-        return hi + 1.0
-    return lo + (hi - lo) * _otsu((values - lo) * (255.0 / (hi - lo))) / 255.0
+    """Otsu's threshold of values on any scale: the lower class is values below it."""
+    return _otsu_split(values)[0]
+
+
+def _separation(values: np.ndarray) -> float:
+    """Otsu's effectiveness: the between-class share of the variance (1 = two clean levels).
+
+    Ink on paper is two levels, so around a real digit this is 0.8-1; noise, blotches and shading
+    have a continuum of levels and stay near 0.7 (a Gaussian gives 0.64, a uniform 0.75).
+    """
+    return _otsu_split(values)[1]
+
+
+def _quantiles(a: np.ndarray, qs: tuple[float, ...]) -> list[float]:
+    """Quantiles (0..1) of gray-level-like values, to 1/16 level, from a histogram.
+
+    np.partition (under np.median and np.percentile) slows down a hundredfold on the heavily
+    repeated values of clean backgrounds; a histogram costs the same whatever the data.
+    """
+    a = np.ravel(a)
+    if a.size == 0:
+        return [0.0 for _ in qs]
+    bins = np.clip(((a + 512.0) * 16.0).astype(np.int64), 0, 16383)
+    cumulative = np.cumsum(np.bincount(bins, minlength=16384))
+    ranks = [min(a.size - 1, max(0, int(q * a.size))) for q in qs]
+    return [float(np.searchsorted(cumulative, k + 1)) / 16.0 - 512.0 for k in ranks]
 
 
 def _median(a: np.ndarray) -> float:
-    """Median of any array (upper middle value): np.partition, without np.median's overhead."""
-    a = np.ravel(a)
-    if a.size == 0:
-        return 0.0
-    k = a.size // 2
-    return float(np.partition(a, k)[k])
+    return _quantiles(a, (0.5,))[0]
 
 
 def _sample(a: np.ndarray, pixels: int = 8000) -> np.ndarray:
     """Every n-th row and column, n chosen to leave about `pixels` values: statistics stay cheap."""
     step = max(1, math.ceil(math.sqrt(a.size / pixels)))
     return a[::step, ::step]
-
-
-def _separation(values: np.ndarray, threshold: float | None = None) -> float:
-    """Otsu's effectiveness: between-class share of the variance (1 = two clean levels).
-
-    Ink on paper is two levels, so around a real digit this is 0.8-1; noise, blotches and shading
-    have a continuum of levels and stay near 0.7 (a Gaussian gives 0.64, a uniform 0.75).
-    """
-    v = np.asarray(values, dtype=np.float64).ravel()
-    total = float(v.var()) if v.size else 0.0
-    if not total > 0:
-        return 0.0
-    hi = v >= (_otsu_any(v) if threshold is None else threshold)
-    p = float(hi.mean())
-    if p in (0.0, 1.0):
-        return 0.0
-    return p * (1 - p) * (float(v[hi].mean()) - float(v[~hi].mean())) ** 2 / total
 
 
 def _fit(shape: tuple[int, int], side: int) -> tuple[int, int]:
@@ -414,7 +428,7 @@ def _paper_surface(small: np.ndarray, paper: np.ndarray | None = None) -> np.nda
         flat = _median(values[paper]) if paper.any() else _median(values)
         res = values - flat
     fitted = None
-    for _ in range(3):
+    for _ in range(2):
         if paper.sum() < basis.shape[1] * 4:
             break
         a = basis[paper]
@@ -434,31 +448,30 @@ def _paper_surface(small: np.ndarray, paper: np.ndarray | None = None) -> np.nda
     return np.full((h, w), flat, np.float32)
 
 
-def ink_is_dark(gray: np.ndarray, surface: np.ndarray | None = None) -> bool:
+def ink_is_dark(gray: np.ndarray) -> bool:
     """Polarity: is the ink darker than its background?
 
-    Ink is the heavy tail: far more pixel contrast lies beyond the noise on the ink's side of the
-    paper surface than on the other side. If the tails are close (ink covering about half of a
-    tight crop), the background is whatever owns the border; a last tie goes to the skew.
+    Ink is the heavy tail: against the local mean (a window a twelfth of the image, which lighting
+    gradients follow but thin strokes barely move), far more contrast lies beyond the noise on the
+    ink's side than on the other. If the tails are close (bold strokes filling a tight crop), the
+    background is whatever owns the border; a last tie goes to the skew.
     """
     g = np.asarray(gray, dtype=np.float32)
     sample = _sample(g)
     h, w = sample.shape
-    if surface is None:
-        surface = _paper_surface(_resize(g, _fit(g.shape, 48), Image.BOX) if max(g.shape) > 48 else g)
-    r = sample - (_resize(surface, (w, h), Image.BILINEAR) if surface.shape != (h, w) else surface)
-    spread = 1.4826 * _median(np.abs(r - _median(r)))
-    beyond = 4.0 * spread + 4.0
+    coarse = _resize(g, _fit(g.shape, 12), Image.BOX) if max(g.shape) > 12 else g
+    r = sample - _resize(coarse, (w, h), Image.BILINEAR)
+    q25, q75 = _quantiles(r, (0.25, 0.75))
+    beyond = 4.0 * (q75 - q25) / 1.349 + 4.0
     dark = np.maximum(-r - beyond, 0.0)
     bright = np.maximum(r - beyond, 0.0)
     dark_tail, bright_tail = float(dark.sum()), float(bright.sum())
     heavy = np.count_nonzero(dark if dark_tail > bright_tail else bright)
-    # Trusted unless the "tail" is a third of the image: then the surface may sit on a bold digit.
     if max(dark_tail, bright_tail) > 2.0 * min(dark_tail, bright_tail) and 0 < heavy < 0.35 * r.size:
         return dark_tail > bright_tail
     b = max(1, round(min(h, w) / 16))
     bmed = _median(np.concatenate([sample[:b].ravel(), sample[-b:].ravel(), sample[:, :b].ravel(), sample[:, -b:].ravel()]))
-    p1, med, p99 = np.percentile(sample, [1, 50, 99])
+    p1, med, p99 = _quantiles(sample, (0.01, 0.5, 0.99))
     dark_gap, bright_gap = bmed - p1, p99 - bmed
     if abs(dark_gap - bright_gap) > 0.25 * max(dark_gap, bright_gap, 1e-6):
         return bool(dark_gap > bright_gap)
@@ -506,28 +519,20 @@ class Ink:
 def _levels(r: np.ndarray) -> tuple[float, float, float]:
     """(paper level, Otsu threshold, noise sigma) of a background-removed image.
 
-    The paper is the bulk of the pixels, sigma-clipped; when ink covers a quarter of the image
-    or more (a tight crop of a bold digit), only Otsu's darker class is bulk enough to start from.
+    The paper is the bulk of the pixels, sigma-clipped; when ink is plentiful (a clean two-level
+    split), Otsu's darker class is the place to start from, else Otsu only split the paper's own
+    noise under a thin tail of ink. Noise is the paper's spread in a 5x5 high-pass, so shading
+    the background model missed does not count as noise.
     """
     sample = _sample(r, 6000)
-    otsu = _otsu_any(sample)
-    below = sample < otsu
-    # A clean two-level split means ink is plentiful and Otsu's darker class is the paper; a poor
-    # one means Otsu split the paper's own noise, under a thin tail of ink: take all pixels then.
-    paper = below if _separation(sample, otsu) >= MIN_SEPARATION else np.ones_like(below)
-    med = _median(sample[paper])
-    spread = 1.4826 * _median(np.abs(sample[paper] - med))
-    paper &= np.abs(sample - med) <= max(3.0 * spread, 1.0)
-    med = _median(sample[paper]) if paper.any() else med
-    # Noise: the paper's spread once shading the background model missed is taken out (a 5x5
-    # high-pass), or its pixel-to-pixel jitter, whichever is larger.
+    otsu, separation = _otsu_split(sample)
+    paper = sample < otsu if separation >= MIN_SEPARATION else np.ones(sample.shape, bool)
+    q25, med, q75 = _quantiles(sample[paper], (0.25, 0.5, 0.75))
+    paper &= np.abs(sample - med) <= max(3.0 * (q75 - q25) / 1.349, 1.0)
     noise = 0.0
     if paper.any():
-        detail = (sample - _box_blur(sample, 2))[paper]
-        noise = 1.4826 * _median(np.abs(detail - _median(detail)))
-    both = paper[:, 1:] & paper[:, :-1]
-    if both.any():
-        noise = max(noise, 1.4826 / math.sqrt(2) * _median(np.abs(np.diff(sample, axis=1))[both]))
+        q25, q75 = _quantiles((sample - _box_blur(sample, 2))[paper], (0.25, 0.75))
+        noise = (q75 - q25) / 1.349
     return med, otsu, noise
 
 
@@ -543,16 +548,11 @@ def find_ink(gray: np.ndarray, dark_ink: bool | None = None) -> Ink:
     g = np.asarray(gray, dtype=np.float32)
     h, w = g.shape
     bw, bh = _fit((h, w), 48) if max(h, w) > 48 else (w, h)
-    small = _resize(g, (bw, bh), Image.BOX) if (bw, bh) != (w, h) else g
-    surface = _paper_surface(small)
-    dark = ink_is_dark(g, surface) if dark_ink is None else bool(dark_ink)
+    dark = ink_is_dark(g) if dark_ink is None else bool(dark_ink)
     if dark:
-        g, small, surface = 255.0 - g, 255.0 - small, 255.0 - surface
-    split = _otsu_any(small.ravel())
-    if _median(surface) > split or np.mean(small > split) > 0.3:
-        # Lots of ink (a bold digit filling a crop) may have owned the median the first fit
-        # started from: refit, now knowing the paper is the darker side.
-        surface = _paper_surface(small, small < split)
+        g = 255.0 - g
+    small = _resize(g, (bw, bh), Image.BOX) if (bw, bh) != (w, h) else g
+    surface = _paper_surface(small, small < _otsu_any(small))  # paper: the darker side now
     r = g - _background(g, small, surface)
     med, otsu, noise = _levels(r)
     sigma = noise  # of the image thresholded below
@@ -572,17 +572,19 @@ def find_ink(gray: np.ndarray, dark_ink: bool | None = None) -> Ink:
     mask = labels > 0
     ink = np.zeros_like(contrast)
     if mask.any():
-        level = float(np.percentile(contrast[mask], 75))
+        level = _quantiles(contrast[mask], (0.75,))[0]
         floor = max(2.0 * sigma, 0.25 * low)
         if level > floor:
             ink = np.clip((contrast - floor) / (level - floor), 0.0, 1.0)
     return Ink(ink=ink.astype(np.float32), mask=mask, labels=labels, contrast=contrast, noise=noise, dark=dark)
 
 
-def ink_mask(image: Image.Image, max_side: int = WORK_SIDE) -> tuple[np.ndarray, np.ndarray]:
-    """(soft ink 0..1 with ink bright, boolean ink mask) of an image at its working resolution.
+def ink_mask(image: Image.Image, max_side: int = 2 * WORK_SIDE) -> tuple[np.ndarray, np.ndarray]:
+    """(soft ink 0..1 with ink bright, boolean ink mask) of an image, long side at most `max_side`.
 
-    For splitting a photo into digits: `label(mask)`, then `frame_digit` on each component's crop.
+    For splitting a photo into digits: `label(mask)`, then `frame_digit` on each component's
+    crop of the soft ink. The default resolution is twice `to_mnist`'s: a row of digits needs
+    more pixels than one digit does.
     """
     found = find_ink(working_gray(image, max_side))
     return found.ink, found.mask
