@@ -119,3 +119,15 @@ def test_rerun_with_other_settings_is_refused(small_run, mnist_npz):
                      "--out", str(small_run), check=False)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "holds a run with other settings (epochs: 2 -> 3)" in result.stderr
+
+
+def test_mixed_precision_trains_with_float32_weights(tmp_path, mnist_npz):
+    import keras
+
+    out = tmp_path / "mixed"
+    run_cli("train", "--model", "lenet5", "--subset", "2000", "--epochs", "1", "--mixed-precision",
+            "--data", str(mnist_npz), "--out", str(out))
+    m = _metrics(out)
+    assert m["config"]["mixed_precision"] and 0 < m["history"][0]["loss"] < 3
+    model = keras.saving.load_model(out / "model.keras")
+    assert {w.dtype.name for w in model.get_weights()} == {"float32"}  # float16 is for compute only
