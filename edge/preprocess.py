@@ -344,8 +344,7 @@ def _otsu_split(values: np.ndarray) -> tuple[float, float]:
     with np.errstate(divide="ignore", invalid="ignore"):
         between = (m0[-1] * w0 - m0 * total) ** 2 / (w0 * (total - w0))
     between[~np.isfinite(between)] = -1.0
-    best = float(between.max())
-    k = int(round(float(np.nonzero(between >= best * 0.999)[0].mean())))  # middle of a flat top
+    k = int(np.argmax(between))
     variance = float(hist @ (levels * levels)) / total - (m0[-1] / total) ** 2
     eta = float(between[k]) / total / total / variance if variance > 0 else 0.0
     return lo + (k + 1) / scale, min(max(eta, 0.0), 1.0)
