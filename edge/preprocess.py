@@ -450,24 +450,25 @@ def _paper_surface(small: np.ndarray, paper: np.ndarray | None = None) -> np.nda
 def ink_is_dark(gray: np.ndarray) -> bool:
     """Polarity: is the ink darker than its background?
 
-    Ink is the heavy tail: against the local mean (a window a twelfth of the image, which lighting
-    gradients follow but thin strokes barely move), far more contrast lies beyond the noise on the
-    ink's side than on the other. If the tails are close (bold strokes filling a tight crop), the
-    background is whatever owns the border; a last tie goes to the skew.
+    Ink is the heavy tail: far more contrast lies beyond the paper's spread on the ink's side than
+    on the other, measured against the median (even light, however bold the strokes), else
+    against the local mean (a window a twelfth of the image, which lighting gradients follow but
+    thin strokes barely move). If neither is clear, the background is whatever owns the border;
+    a last tie goes to the skew.
     """
     g = np.asarray(gray, dtype=np.float32)
     sample = _sample(g)
     h, w = sample.shape
     coarse = _resize(g, _fit(g.shape, 12), Image.BOX) if max(g.shape) > 12 else g
-    r = sample - _resize(coarse, (w, h), Image.BILINEAR)
-    q25, q75 = _quantiles(r, (0.25, 0.75))
-    beyond = 4.0 * (q75 - q25) / 1.349 + 4.0
-    dark = np.maximum(-r - beyond, 0.0)
-    bright = np.maximum(r - beyond, 0.0)
-    dark_tail, bright_tail = float(dark.sum()), float(bright.sum())
-    heavy = np.count_nonzero(dark if dark_tail > bright_tail else bright)
-    if max(dark_tail, bright_tail) > 2.0 * min(dark_tail, bright_tail) and 0 < heavy < 0.35 * r.size:
-        return dark_tail > bright_tail
+    for reference, cap in ((np.float32(_median(sample)), 0.5), (_resize(coarse, (w, h), Image.BILINEAR), 0.2)):
+        r = sample - reference
+        beyond = 4.0 * 1.4826 * _median(np.abs(r)) + 4.0  # the paper's spread: ink is under half
+        dark = np.maximum(-r - beyond, 0.0)
+        bright = np.maximum(r - beyond, 0.0)
+        dark_tail, bright_tail = float(dark.sum()), float(bright.sum())
+        heavy = np.count_nonzero(dark if dark_tail > bright_tail else bright)
+        if max(dark_tail, bright_tail) > 3.0 * min(dark_tail, bright_tail) and 0 < heavy < cap * r.size:
+            return dark_tail > bright_tail
     b = max(1, round(min(h, w) / 16))
     bmed = _median(np.concatenate([sample[:b].ravel(), sample[-b:].ravel(), sample[:, :b].ravel(), sample[:, -b:].ravel()]))
     p1, med, p99 = _quantiles(sample, (0.01, 0.5, 0.99))
