@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from edge.preprocess import NoDigit, components, frame_digit, ink_mask, label
+from edge.preprocess import Box, NoDigit, components, frame_digit, ink_mask, label
 
 WORK_SIDE = 512  # a number needs more pixels than one digit: each digit still gets 50+ px
 MAX_ASPECT = 1.25  # width / height above which a blob is taken for touching digits
@@ -29,20 +29,12 @@ class FoundDigit:
 
 
 @dataclass
-class _Blob:
+class _Blob(Box):
     top: int
     left: int
     bottom: int
     right: int
     labels: set[int]
-
-    @property
-    def height(self) -> int:
-        return self.bottom - self.top
-
-    @property
-    def width(self) -> int:
-        return self.right - self.left
 
     def absorb(self, other: "_Blob") -> None:
         self.top, self.left = min(self.top, other.top), min(self.left, other.left)

@@ -280,13 +280,9 @@ def label(mask: np.ndarray) -> tuple[np.ndarray, int]:
     return labels, int(roots.size)
 
 
-@dataclass(frozen=True)
-class Component:
-    """One connected blob of ink: its label, pixel count, ink mass and bounding box (half-open)."""
+class Box:
+    """Height and width of anything with a half-open box: top, left, bottom, right."""
 
-    label: int
-    area: int
-    mass: float
     top: int
     left: int
     bottom: int
@@ -299,6 +295,19 @@ class Component:
     @property
     def width(self) -> int:
         return self.right - self.left
+
+
+@dataclass(frozen=True)
+class Component(Box):
+    """One connected blob of ink: its label, pixel count, ink mass and bounding box (half-open)."""
+
+    label: int
+    area: int
+    mass: float
+    top: int
+    left: int
+    bottom: int
+    right: int
 
 
 def components(labels: np.ndarray, weight: np.ndarray | None = None) -> list[Component]:
