@@ -192,7 +192,7 @@ def _composite(lum: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 
 
 def _minmax_filter(a: np.ndarray, k: int, op) -> np.ndarray:
-    """Square k x k min or max filter (separable), edges replicated."""
+    """Square k x k min or max filter (separable, `op` np.minimum or np.maximum), edges replicated."""
     if k <= 1:
         return a
     r = k // 2
@@ -504,13 +504,20 @@ def _background(g: np.ndarray, small: np.ndarray, surface: np.ndarray) -> np.nda
     edges = int((ink0[1:] != ink0[:-1]).sum() + (ink0[:, 1:] != ink0[:, :-1]).sum())
     stroke = 2.0 * int(ink0.sum()) / max(edges, 1)
     k = max(3, min(bw, bh) // 4, int(3 * stroke) + 1) | 1
-    if k <= min(bw, bh) // 2:
-        opened = _minmax_filter(_minmax_filter(small, k, np.minimum), k, np.maximum)
-        bg_small = _box_blur(np.maximum(opened, surface), max(1, k // 4))
-    else:
-        bg_small = surface
     h, w = g.shape
-    return _resize(bg_small, (w, h), Image.BILINEAR) if (bw, bh) != (w, h) else bg_small
+    if k > min(bw, bh) // 2:
+        return _resize(surface, (w, h), Image.BILINEAR) if (bw, bh) != (w, h) else surface
+    opened = _minmax_filter(_minmax_filter(small, k, np.minimum), k, np.maximum)
+    bg = _box_blur(np.maximum(opened, surface), 1)
+    if (bw, bh) == (w, h):
+        return bg
+    bg = _resize(bg, (w, h), Image.BILINEAR)
+    # Smoothing leaves the background short of every sharp step it has (the sheet's edge against
+    # a table), a ridge that would read as ink. Grow it back under the image (geodesic dilation):
+    # it climbs the step's bright side, but never into strokes, which paper surrounds.
+    for _ in range(int(2 * w / bw) + 1):
+        bg = np.minimum(_minmax_filter(bg, 3, np.maximum), g)
+    return bg
 
 
 @dataclass
@@ -545,6 +552,48 @@ def _levels(r: np.ndarray) -> tuple[float, float, float]:
     return med, otsu, noise
 
 
+def _run_lengths(mask: np.ndarray) -> np.ndarray:
+    """For every True pixel, the length of the horizontal run of True pixels it belongs to."""
+    h, w = mask.shape
+    padded = np.zeros((h, w + 2), np.int8)
+    padded[:, 1:-1] = mask
+    d = np.diff(padded, axis=1)
+    starts = np.nonzero(d.ravel() == 1)[0]
+    ends = np.nonzero(d.ravel() == -1)[0]
+    out = np.zeros(h * w, np.int32)
+    out[mask.ravel()] = np.repeat((ends - starts).astype(np.int32), ends - starts)
+    return out.reshape(h, w)
+
+
+def _rules(mask: np.ndarray) -> np.ndarray | None:
+    """Pixels of ruled or squared paper's lines: thin, straight, across most of the image.
+
+    A pixel is a rule if it lies on a horizontal run over 60% of the width (measured on the mask
+    thickened 3 px vertically, so a slightly tilted line still makes long runs) while its vertical
+    run is thin; a pen stroke crossing the line has a long vertical run and stays. Likewise for
+    vertical lines. None when there are no rules (the usual case, checked cheaply first).
+    """
+    found = None
+    for m in (mask, mask.T):
+        h, w = m.shape
+        if w < 32 or h < 8:
+            continue
+        band = m.copy()
+        band[1:] |= m[:-1]
+        band[:-1] |= m[1:]
+        if np.count_nonzero(band.sum(axis=1) >= 0.6 * w) == 0:
+            continue
+        long = _run_lengths(band) >= 0.6 * w
+        if not long.any():
+            continue
+        thin = _run_lengths(m.T).T <= max(2, round(0.025 * h))
+        line = long & thin & m
+        if line.any():
+            line = line if m is mask else line.T
+            found = line if found is None else found | line
+    return found
+
+
 def find_ink(gray: np.ndarray, dark_ink: bool | None = None) -> Ink:
     """Background-removed ink signal, mask and components of a gray array (polarity found if None).
 
@@ -572,7 +621,12 @@ def find_ink(gray: np.ndarray, dark_ink: bool | None = None) -> Ink:
     contrast = np.maximum(r - med, 0.0)
     high = max(otsu - med, MIN_SNR * sigma, 0.5 * MIN_CONTRAST)
     low = max(0.5 * high, 2.5 * sigma)
-    labels, count = label(contrast > low)
+    weak = contrast > low
+    rules = _rules(weak)
+    if rules is not None:  # ruled or squared paper: its lines are not ink
+        weak &= ~rules
+        contrast = np.where(rules, 0.0, contrast)
+    labels, count = label(weak)
     if count:
         keep = np.zeros(count + 1, np.int32)
         keep[labels[contrast > high]] = 1
@@ -627,6 +681,16 @@ def select_digit(found: Ink) -> np.ndarray:
     strong = [c for c in comps if c.mass >= faint * c.area]
     if not strong:
         raise NoDigit("no digit found: only faint marks or noise")
+    # Ink touching a long stretch of the border is a backdrop (a table beside the paper, a
+    # shadow, the sheet's edge), not a digit, if a digit-sized alternative exists.
+    edge = np.concatenate([found.labels[0], found.labels[-1], found.labels[:, 0], found.labels[:, -1]])
+    contact = np.bincount(edge, minlength=int(found.labels.max()) + 1)
+    backdrop = {c.label for c in comps if contact[c.label] >= 0.15 * 2 * (h + w)}
+    if backdrop:
+        alternatives = [c for c in strong if c.label not in backdrop and max(c.height, c.width) >= 0.1 * max(h, w)]
+        if alternatives:
+            strong = alternatives
+            comps = [c for c in comps if c.label not in backdrop]
     main = max(strong, key=lambda c: c.mass)
     keep = [main.label]
     top, left, bottom, right, mass = main.top, main.left, main.bottom, main.right, main.mass

@@ -201,6 +201,35 @@ def test_specks_around_the_digit_are_ignored(mnist):
     assert np.abs(to_mnist(Image.fromarray(canvas)).astype(int) - clean).max() <= 1
 
 
+def test_ruled_and_squared_paper_lines_are_not_ink(mnist):
+    """Lines of an exercise book run across the whole page; the digit written over them is what counts."""
+    x, _ = mnist
+    for i in range(6):
+        clean = 255 - drawing(x[i])
+        ref = to_mnist(Image.fromarray(clean))
+        for width, squared in ((1, False), (2, False), (3, False), (1, True)):
+            page = clean.copy()
+            for r in range(0, page.shape[0], 28):
+                page[r:r + width] = np.minimum(page[r:r + width], 90)
+                if squared:
+                    page[:, r:r + width] = np.minimum(page[:, r:r + width], 90)
+            out = to_mnist(Image.fromarray(page))
+            assert_mnist_framed(out)
+            assert correlation(out, ref) > 0.9, (i, width, squared)
+
+
+def test_dark_table_beside_the_sheet_is_not_the_digit(mnist):
+    """A photo that catches the table along one side: the dark band touching the border is backdrop."""
+    x, _ = mnist
+    for i in range(6):
+        clean = 255 - drawing(x[i])
+        page = np.pad(clean, ((0, 0), (0, 60)), constant_values=255)
+        page[:, -40:] = 40
+        out = to_mnist(Image.fromarray(page))
+        assert_mnist_framed(out)
+        assert correlation(out, to_mnist(Image.fromarray(clean))) > 0.9, i
+
+
 def test_broken_digit_keeps_its_pieces(mnist):
     """A 5 whose flag is lifted off, or a pen that skipped, is still one digit."""
     x, _ = mnist
