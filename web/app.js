@@ -1,0 +1,205 @@
+// The phone page: draw, photograph or film a digit; the model answers in the browser, else the server does.
+import {loadModel} from './model.js';
+import {SIZE, toMnist} from './preprocess.js';
+
+const $ = (id) => document.getElementById(id);
+const pad = $('pad');
+const ink = pad.getContext('2d', {willReadFrequently: true});
+const BRUSH = pad.width / 14;  // a finger's stroke, about MNIST's 2 px once the digit is 20 px tall
+const PHOTO_SIDE = 1024;  // photos are read at this long side at most, as edge/preprocess.py LOAD_SIDE
+const CAMERA_ROI = 0.6;  // the centred square read from the live camera (`camera --roi`)
+
+// State the tests and the benchmark read: which path answered, how fast, when the model was ready.
+const state = window.digitcnn = {path: null, answer: null, latencies: [], readyAt: null, error: null};
+let model = null;
+const forceServer = new URLSearchParams(location.search).has('server');
+
+function clearPad() {
+  ink.fillStyle = '#000';
+  ink.fillRect(0, 0, pad.width, pad.height);
+}
+
+/** Reads one image (ImageData); `upload` makes the bytes the server reads if the browser cannot. */
+async function read(image, upload) {
+  const start = performance.now();
+  const pixels = toMnist(image);
+  let answer;
+  if (model) {
+    answer = pixels ? await model.read(pixels) : {digit: null, confidence: 0, top: []};
+    state.path = 'browser';
+  } else {
+    answer = await askServer(await upload());
+    state.path = 'server';
+  }
+  show(answer, pixels);
+  const ms = performance.now() - start;
+  state.latencies.push(ms);
+  state.answer = answer;
+  $('status').textContent = `answered by ${state.path === 'browser' ? 'this device (LiteRT.js)' : 'the server'}`
+    + ` in ${ms.toFixed(1)} ms`;
+  document.body.dataset.answers = state.latencies.length;
+}
+
+async function askServer(blob) {
+  const form = new FormData();
+  form.append('file', blob, 'image.png');
+  const response = await fetch('/api/predict', {method: 'POST', body: form});
+  const answer = await response.json();
+  if (!response.ok) throw new Error(answer.error);
+  return answer;
+}
+
+function show(answer, pixels) {
+  $('digit').textContent = answer.digit ?? (answer.top.length ? '?' : '–');
+  $('confidence').textContent = answer.top.length
+    ? (answer.digit === null ? 'not sure' : `${(answer.confidence * 100).toFixed(1)}% sure`)
+    : 'no digit found';
+  $('top').replaceChildren(...answer.top.map(([d, p]) => {
+    const li = document.createElement('li');
+    const bar = document.createElement('span');
+    bar.className = 'bar';
+    bar.style.width = `${Math.max(1, p * 100)}px`;
+    li.append(`${d}`, bar, `${(p * 100).toFixed(1)}%`);
+    return li;
+  }));
+  const seen = $('seen').getContext('2d');
+  const frame = seen.createImageData(SIZE, SIZE);
+  (pixels ?? new Uint8Array(SIZE * SIZE)).forEach((v, i) => frame.data.set([v, v, v, 255], 4 * i));
+  seen.putImageData(frame, 0, 0);
+}
+
+function failed(error) {
+  state.error = String(error.message ?? error);
+  $('status').textContent = `error: ${state.error}`;
+}
+
+const readPad = () => read(ink.getImageData(0, 0, pad.width, pad.height),
+  () => new Promise((resolve) => pad.toBlob(resolve, 'image/png'))).catch(failed);
+
+// Drawing: pointer events cover mouse, touch and pen alike.
+let last = null;
+pad.addEventListener('pointerdown', (e) => {
+  pad.setPointerCapture(e.pointerId);
+  last = at(e);
+  stroke(last, last);
+});
+pad.addEventListener('pointermove', (e) => {
+  if (!last) return;
+  const next = at(e);
+  stroke(last, next);
+  last = next;
+});
+for (const type of ['pointerup', 'pointercancel']) {
+  pad.addEventListener(type, () => {
+    if (!last) return;
+    last = null;
+    readPad();
+  });
+}
+
+function at(e) {
+  const box = pad.getBoundingClientRect();
+  return [(e.clientX - box.left) * pad.width / box.width, (e.clientY - box.top) * pad.height / box.height];
+}
+
+function stroke([x0, y0], [x1, y1]) {
+  ink.strokeStyle = '#fff';
+  ink.lineWidth = BRUSH;
+  ink.lineCap = ink.lineJoin = 'round';
+  ink.beginPath();
+  ink.moveTo(x0, y0);
+  ink.lineTo(x1, y1);
+  ink.stroke();
+}
+
+$('clear').addEventListener('click', () => {
+  stopCamera();
+  clearPad();
+  show({digit: null, confidence: 0, top: []}, null);
+  $('digit').textContent = '?';
+  $('confidence').textContent = 'draw a digit';
+});
+
+// Photos: decoded by the browser (EXIF orientation applied), shown on the pad, read at full detail.
+$('photo').addEventListener('change', async (e) => {
+  const file = e.target.files[0];
+  e.target.value = '';
+  if (!file) return;
+  stopCamera();
+  try {
+    const bitmap = await createImageBitmap(file);
+    const scale = Math.min(1, PHOTO_SIDE / Math.max(bitmap.width, bitmap.height));
+    const canvas = new OffscreenCanvas(Math.round(bitmap.width * scale), Math.round(bitmap.height * scale));
+    const context = canvas.getContext('2d');
+    context.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+    const cover = Math.max(pad.width / canvas.width, pad.height / canvas.height);
+    clearPad();
+    ink.drawImage(canvas, (pad.width - canvas.width * cover) / 2, (pad.height - canvas.height * cover) / 2,
+      canvas.width * cover, canvas.height * cover);
+    await read(context.getImageData(0, 0, canvas.width, canvas.height), async () => file);
+  } catch (error) {
+    failed(error);
+  }
+});
+
+// Live camera: only where the browser allows it (https or localhost); reads the centred square.
+let camera = null;
+$('camera').addEventListener('click', async () => {
+  if (camera) return stopCamera();
+  if (!navigator.mediaDevices?.getUserMedia) {
+    $('status').textContent = 'live camera needs https or localhost here; use Photo instead';
+    return;
+  }
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({video: {facingMode: 'environment'}});
+    const video = $('video');
+    video.srcObject = stream;
+    await video.play();
+    video.hidden = false;
+    pad.hidden = true;
+    $('camera').textContent = 'Stop';
+    camera = {stream, timer: setInterval(readFrame, 250)};
+  } catch (error) {
+    failed(error);
+  }
+});
+
+let busy = false;
+async function readFrame() {
+  const video = $('video');
+  if (busy || !video.videoWidth) return;
+  busy = true;
+  const side = Math.round(Math.min(video.videoWidth, video.videoHeight) * CAMERA_ROI);
+  const canvas = new OffscreenCanvas(Math.min(side, 400), Math.min(side, 400));
+  const context = canvas.getContext('2d');
+  context.drawImage(video, (video.videoWidth - side) / 2, (video.videoHeight - side) / 2, side, side,
+    0, 0, canvas.width, canvas.height);
+  await read(context.getImageData(0, 0, canvas.width, canvas.height),
+    () => canvas.convertToBlob({type: 'image/png'})).catch(failed);
+  busy = false;
+}
+
+function stopCamera() {
+  if (!camera) return;
+  clearInterval(camera.timer);
+  camera.stream.getTracks().forEach((track) => track.stop());
+  camera = null;
+  $('video').hidden = true;
+  pad.hidden = false;
+  $('camera').textContent = 'Camera';
+}
+
+clearPad();
+if (forceServer) {
+  $('status').textContent = 'the server answers (?server)';
+  state.readyAt = performance.now();
+} else {
+  loadModel().then((loaded) => {
+    model = loaded;
+    state.readyAt = performance.now();
+    $('status').textContent = 'ready: the model runs on this device';
+  }).catch((error) => {
+    state.readyAt = performance.now();
+    $('status').textContent = `this browser cannot run the model (${error.message}); the server answers`;
+  });
+}
