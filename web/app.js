@@ -4,25 +4,38 @@ import {SIZE, toMnist} from './preprocess.js';
 
 const $ = (id) => document.getElementById(id);
 const pad = $('pad');
-const ink = pad.getContext('2d', {willReadFrequently: true});
-const BRUSH = pad.width / 14;  // a finger's stroke, about MNIST's 2 px once the digit is 20 px tall
+const view = pad.getContext('2d');
+// Strokes go twice: onto the pad at the screen's resolution, and onto a small canvas that is read.
+// 210 px: edge/preprocess.py box-shrinks it by 2 to a 105 px working image, the least work its
+// pipeline allows (a larger canvas costs more time, not accuracy: MNIST digits are 20 px).
+const READ_SIDE = 210;
+const reading = new OffscreenCanvas(READ_SIDE, READ_SIDE);
+const ink = reading.getContext('2d', {willReadFrequently: true});
+const BRUSH = 1 / 14;  // of the pad's side: a finger's stroke, about MNIST's 2 px once the digit is 20 px tall
 const PHOTO_SIDE = 1024;  // photos are read at this long side at most, as edge/preprocess.py LOAD_SIDE
 const CAMERA_ROI = 0.6;  // the centred square read from the live camera (`camera --roi`)
 
 // State the tests and the benchmark read: which path answered, how fast, when the model was ready.
-const state = window.digitcnn = {path: null, answer: null, latencies: [], readyAt: null, error: null};
+const state = window.digitcnn = {path: null, answer: null, latencies: [], preprocessMs: [], readyAt: null, error: null};
 let model = null;
 const forceServer = new URLSearchParams(location.search).has('server');
 
+let showingPhoto = false;
 function clearPad() {
-  ink.fillStyle = '#000';
-  ink.fillRect(0, 0, pad.width, pad.height);
+  for (const context of [view, ink]) {
+    context.fillStyle = '#000';
+    context.fillRect(0, 0, context.canvas.width, context.canvas.height);
+  }
+  showingPhoto = false;
 }
 
-/** Reads one image (ImageData); `upload` makes the bytes the server reads if the browser cannot. */
-async function read(image, upload) {
-  const start = performance.now();
+/**
+ * Reads one image (ImageData); `upload` makes the bytes the server reads if the browser cannot.
+ * `start` (a performance.now() time, e.g. the stroke's end) is where the measured latency begins.
+ */
+async function read(image, upload, start = performance.now()) {
   const pixels = toMnist(image);
+  state.preprocessMs.push(performance.now() - start);
   let answer;
   if (model) {
     answer = pixels ? await model.read(pixels) : {digit: null, confidence: 0, top: []};
@@ -73,13 +86,14 @@ function failed(error) {
   $('status').textContent = `error: ${state.error}`;
 }
 
-const readPad = () => read(ink.getImageData(0, 0, pad.width, pad.height),
-  () => new Promise((resolve) => pad.toBlob(resolve, 'image/png'))).catch(failed);
+const readPad = (start) => read(ink.getImageData(0, 0, READ_SIDE, READ_SIDE),
+  () => reading.convertToBlob({type: 'image/png'}), start).catch(failed);
 
 // Drawing: pointer events cover mouse, touch and pen alike.
 let last = null;
 pad.addEventListener('pointerdown', (e) => {
   pad.setPointerCapture(e.pointerId);
+  if (showingPhoto) clearPad();
   last = at(e);
   stroke(last, last);
 });
@@ -90,26 +104,30 @@ pad.addEventListener('pointermove', (e) => {
   last = next;
 });
 for (const type of ['pointerup', 'pointercancel']) {
-  pad.addEventListener(type, () => {
+  pad.addEventListener(type, (e) => {
     if (!last) return;
     last = null;
-    readPad();
+    readPad(e.timeStamp);
   });
 }
 
+/** The pointer's position as fractions of the pad's side. */
 function at(e) {
   const box = pad.getBoundingClientRect();
-  return [(e.clientX - box.left) * pad.width / box.width, (e.clientY - box.top) * pad.height / box.height];
+  return [(e.clientX - box.left) / box.width, (e.clientY - box.top) / box.height];
 }
 
 function stroke([x0, y0], [x1, y1]) {
-  ink.strokeStyle = '#fff';
-  ink.lineWidth = BRUSH;
-  ink.lineCap = ink.lineJoin = 'round';
-  ink.beginPath();
-  ink.moveTo(x0, y0);
-  ink.lineTo(x1, y1);
-  ink.stroke();
+  for (const context of [view, ink]) {
+    const side = context.canvas.width;
+    context.strokeStyle = '#fff';
+    context.lineWidth = BRUSH * side;
+    context.lineCap = context.lineJoin = 'round';
+    context.beginPath();
+    context.moveTo(x0 * side, y0 * side);
+    context.lineTo(x1 * side, y1 * side);
+    context.stroke();
+  }
 }
 
 $('clear').addEventListener('click', () => {
@@ -134,8 +152,9 @@ $('photo').addEventListener('change', async (e) => {
     context.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
     const cover = Math.max(pad.width / canvas.width, pad.height / canvas.height);
     clearPad();
-    ink.drawImage(canvas, (pad.width - canvas.width * cover) / 2, (pad.height - canvas.height * cover) / 2,
+    view.drawImage(canvas, (pad.width - canvas.width * cover) / 2, (pad.height - canvas.height * cover) / 2,
       canvas.width * cover, canvas.height * cover);
+    showingPhoto = true;
     await read(context.getImageData(0, 0, canvas.width, canvas.height), async () => file);
   } catch (error) {
     failed(error);
@@ -189,6 +208,7 @@ function stopCamera() {
   $('camera').textContent = 'Camera';
 }
 
+pad.width = pad.height = Math.round(pad.getBoundingClientRect().width * devicePixelRatio);
 clearPad();
 if (forceServer) {
   $('status').textContent = 'the server answers (?server)';

@@ -1,8 +1,8 @@
 // The digit model in the browser (LiteRT.js on WASM), fed and read the way its metadata says.
 import {loadLiteRt, loadAndCompile, Tensor} from '@litertjs/core';
 
-// LiteRT logs its start-up on console.error; keep real errors, drop the chatter.
-globalThis.Module = {printErr: (text) => { if (/error|fail/i.test(text)) console.warn(text); }};
+// LiteRT logs its start-up (INFO, WARNING lines) on console.error; pass on only the rest.
+globalThis.Module = {printErr: (text) => { if (!/^(INFO|WARNING):/.test(text)) console.warn(text); }};
 
 const TOP_K = 3;
 const THRESHOLD = 0.5;  // as edge/runner.py: under this confidence the answer is "no digit"

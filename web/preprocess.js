@@ -137,13 +137,12 @@ function toGray(image, maxSide) {
   const n = w * h;
   const lum = plane(h, w, new Uint8Array(n));
   const alpha = plane(h, w, new Uint8Array(n));
-  let opaque = true;
   for (let i = 0; i < n; i++) {
     // Pillow's RGB -> L: ITU-R 601-2 luma in 16-bit fixed point.
     lum.a[i] = (data[4 * i] * 19595 + data[4 * i + 1] * 38470 + data[4 * i + 2] * 7471 + 0x8000) >> 16;
     alpha.a[i] = data[4 * i + 3];
-    opaque &&= alpha.a[i] === 255;
   }
+  const opaque = isOpaque(data);
   const factor = maxSide && Math.max(w, h) > maxSide ? Math.ceil(Math.max(w, h) / maxSide) : 1;
   if (opaque) {
     const g = factor > 1 ? reduce(lum, factor) : lum;
@@ -184,6 +183,12 @@ function composite(lum, alpha8) {
   return out;
 }
 
+/** No transparency at all: read as Pillow reads an RGB image (no alpha compositing). */
+function isOpaque(rgba) {
+  for (let i = 3; i < rgba.length; i += 4) if (rgba[i] !== 255) return false;
+  return true;
+}
+
 function exactMedian(values) {
   const s = values.sort((a, b) => a - b);
   const m = s.length >> 1;
@@ -201,29 +206,36 @@ function workingGray(image, maxSide) {
 // ------------------------------------------------------------------------------------------------
 // Small morphology and statistics
 
-/** Square k x k min or max filter, edges replicated (`_minmax_filter`). */
-function minmaxFilter(p, k, op) {
+/** Square k x k max filter, edges replicated (`_minmax_filter` with np.maximum): rows, then columns. */
+function maxFilter(p, k) {
   if (k <= 1) return p;
   const r = k >> 1;
   const {h, w} = p;
-  const rows = plane(h, w, new p.a.constructor(h * w));
+  const rows = new p.a.constructor(h * w);
+  const line = new Float64Array(w + 2 * r);
   for (let y = 0; y < h; y++) {
+    const base = y * w;
+    for (let i = 0; i < w + 2 * r; i++) line[i] = p.a[base + Math.min(Math.max(i - r, 0), w - 1)];
     for (let x = 0; x < w; x++) {
-      let v = p.a[y * w + Math.min(Math.max(x - r, 0), w - 1)];
-      for (let i = -r + 1; i <= r; i++) v = op(v, p.a[y * w + Math.min(Math.max(x + i, 0), w - 1)]);
-      rows.a[y * w + x] = v;
+      let m = line[x];
+      for (let j = x + 1; j <= x + 2 * r; j++) if (line[j] > m) m = line[j];
+      rows[base + x] = m;
     }
   }
-  const out = plane(h, w, new p.a.constructor(h * w));
+  const out = new p.a.constructor(h * w);
   for (let y = 0; y < h; y++) {
-    for (let x = 0; x < w; x++) {
-      let v = rows.a[Math.min(Math.max(y - r, 0), h - 1) * w + x];
-      for (let i = -r + 1; i <= r; i++) v = op(v, rows.a[Math.min(Math.max(y + i, 0), h - 1) * w + x]);
-      out.a[y * w + x] = v;
+    const base = y * w;
+    out.set(rows.subarray(Math.max(y - r, 0) * w, Math.max(y - r, 0) * w + w), base);
+    for (let yy = y - r + 1; yy <= y + r; yy++) {
+      const from = Math.min(Math.max(yy, 0), h - 1) * w;
+      for (let x = 0; x < w; x++) if (rows[from + x] > out[base + x]) out[base + x] = rows[from + x];
     }
   }
-  return out;
+  return plane(h, w, out);
 }
+
+/** Square k x k min filter: the max filter of the negated plane, negated back (exact). */
+const minFilter = (p, k) => map(maxFilter(map(p, (v) => -v), k), (v) => -v);
 
 /** Mean over a (2r+1)^2 window, edges replicated, by float64 cumulative sums as `_box_blur` does. */
 function boxBlur(p, r) {
@@ -517,11 +529,14 @@ function background(g, small, surface) {
   const {h, w} = g;
   const same = bw === w && bh === h;
   if (k > Math.floor(Math.min(bw, bh) / 2)) return same ? surface : resize(surface, w, h, 'bilinear');
-  const opened = minmaxFilter(minmaxFilter(small, k, Math.min), k, Math.max);
+  const opened = maxFilter(minFilter(small, k), k);
   let bg = boxBlur(map(opened, (v, i) => Math.max(v, surface.a[i])), 1);
   if (same) return bg;
   bg = resize(bg, w, h, 'bilinear');
-  for (let i = 0; i < Math.trunc(2 * w / bw) + 1; i++) bg = map(minmaxFilter(bg, 3, Math.max), (v, j) => Math.min(v, g.a[j]));
+  for (let i = 0; i < Math.trunc(2 * w / bw) + 1; i++) {
+    bg = maxFilter(bg, 3);
+    for (let j = 0; j < bg.a.length; j++) if (g.a[j] < bg.a[j]) bg.a[j] = g.a[j];
+  }
   return bg;
 }
 
@@ -708,7 +723,7 @@ function frameDigit(a) {
         const r = k >> 1;
         const padded = plane(c.h + 2 * r, c.w + 2 * r);
         for (let y = 0; y < c.h; y++) padded.a.set(c.a.subarray(y * c.w, (y + 1) * c.w), (y + r) * padded.w + r);
-        c = minmaxFilter(padded, k, Math.max);
+        c = maxFilter(padded, k);
         s = BOX / Math.max(c.h, c.w);
       }
     }
@@ -771,8 +786,7 @@ function isMnistFramed(a) {
  * white on black, MNIST framing; null when there is no digit (blank, noise, too faint).
  */
 export function toMnist(image) {
-  const opaque = image.data.every((v, i) => i % 4 !== 3 || v === 255);
-  if (image.width === SIZE && image.height === SIZE && opaque) {
+  if (image.width === SIZE && image.height === SIZE && isOpaque(image.data)) {
     const a = Uint8Array.from(toGray(image, null).a, pyRound);
     if (isMnistFramed(a)) return a;
     const inverted = a.map((v) => 255 - v);
@@ -792,7 +806,7 @@ export function toMnist(image) {
       top = Math.min(top, y); bottom = Math.max(bottom, y); left = Math.min(left, x); right = Math.max(right, x);
     });
     const [t, b, l, r] = [Math.max(top - 1, 0), Math.min(bottom + 2, digit.h), Math.max(left - 1, 0), Math.min(right + 2, digit.w)];
-    const near = minmaxFilter(crop(digit, t, l, b, r), 3, Math.max);
+    const near = maxFilter(crop(digit, t, l, b, r), 3);
     const ink = crop(found.ink, t, l, b, r);
     return frameDigit(map(ink, (v, i) => (near.a[i] ? v : 0)));
   } catch (error) {
