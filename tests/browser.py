@@ -24,7 +24,7 @@ PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "h
 _ZERO = [(0.5 + 0.2 * math.sin(t / 24 * 2 * math.pi), 0.5 - 0.3 * math.cos(t / 24 * 2 * math.pi)) for t in range(25)]
 STROKES: dict[int, list[list[tuple[float, float]]]] = {
     0: [_ZERO],
-    1: [[(0.42, 0.3), (0.52, 0.2), (0.52, 0.8)]],
+    1: [[(0.5, 0.2), (0.48, 0.8)]],
     4: [[(0.45, 0.2), (0.3, 0.6), (0.7, 0.6)], [(0.6, 0.35), (0.6, 0.85)]],
     7: [[(0.3, 0.22), (0.7, 0.22)], [(0.7, 0.22), (0.45, 0.82)]],
 }

@@ -16,7 +16,7 @@ const PHOTO_SIDE = 1024;  // photos are read at this long side at most, as edge/
 const CAMERA_ROI = 0.6;  // the centred square read from the live camera (`camera --roi`)
 
 // State the tests and the benchmark read: which path answered, how fast, when the model was ready.
-const state = window.digitcnn = {path: null, answer: null, latencies: [], preprocessMs: [], readyAt: null, error: null};
+const state = window.digitcnn = {path: null, answer: null, pixels: null, latencies: [], preprocessMs: [], readyAt: null, error: null};
 let model = null;
 const forceServer = new URLSearchParams(location.search).has('server');
 
@@ -46,8 +46,9 @@ async function read(image, upload, start = performance.now()) {
   }
   show(answer, pixels);
   const ms = performance.now() - start;
-  state.latencies.push(ms);
   state.answer = answer;
+  state.pixels = pixels && Array.from(pixels);
+  state.latencies.push(ms);  // last: a new entry means the answer above is complete
   $('status').textContent = `answered by ${state.path === 'browser' ? 'this device (LiteRT.js)' : 'the server'}`
     + ` in ${ms.toFixed(1)} ms`;
   document.body.dataset.answers = state.latencies.length;
