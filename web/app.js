@@ -166,10 +166,7 @@ $('photo').addEventListener('change', async (e) => {
 let camera = null;
 $('camera').addEventListener('click', async () => {
   if (camera) return stopCamera();
-  if (!navigator.mediaDevices?.getUserMedia) {
-    $('status').textContent = 'live camera needs https or localhost here; use Photo instead';
-    return;
-  }
+  if (!navigator.mediaDevices?.getUserMedia) return;
   try {
     const stream = await navigator.mediaDevices.getUserMedia({video: {facingMode: 'environment'}});
     const video = $('video');
@@ -209,6 +206,19 @@ function stopCamera() {
   $('camera').textContent = 'Camera';
 }
 
+/** Runs the pipeline on a sample stroke while idle, so the first real stroke meets compiled code. */
+function warmUp() {
+  const canvas = new OffscreenCanvas(READ_SIDE, READ_SIDE);
+  const context = canvas.getContext('2d', {willReadFrequently: true});
+  context.fillRect(0, 0, READ_SIDE, READ_SIDE);
+  context.strokeStyle = '#fff';
+  context.lineWidth = BRUSH * READ_SIDE;
+  context.strokeRect(READ_SIDE / 3, READ_SIDE / 4, READ_SIDE / 3, READ_SIDE / 2);
+  const image = context.getImageData(0, 0, READ_SIDE, READ_SIDE);
+  for (let i = 0; i < 5; i++) toMnist(image);
+}
+
+$('note').hidden = Boolean(navigator.mediaDevices?.getUserMedia);  // only secure origins get a camera
 pad.width = pad.height = Math.round(pad.getBoundingClientRect().width * devicePixelRatio);
 clearPad();
 if (forceServer) {
@@ -219,6 +229,7 @@ if (forceServer) {
     model = loaded;
     state.readyAt = performance.now();
     $('status').textContent = 'ready: the model runs on this device';
+    requestIdleCallback(warmUp);
   }).catch((error) => {
     state.readyAt = performance.now();
     $('status').textContent = `this browser cannot run the model (${error.message}); the server answers`;
