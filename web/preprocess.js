@@ -705,10 +705,8 @@ function frameDigit(a) {
   const peak = maxOf(a.a);
   if (!(peak > 0)) throw new NoDigit('no ink in the crop');
   const level = f32(BBOX_LEVEL * peak);
-  const rows = [];
-  const cols = [];
-  for (let y = 0; y < a.h; y++) for (let x = 0; x < a.w; x++) if (a.a[y * a.w + x] >= level) { rows.push(y); cols.push(x); }
-  let c = crop(a, Math.min(...rows), Math.min(...cols), Math.max(...rows) + 1, Math.max(...cols) + 1);
+  const box = bounds(a, (v) => v >= level);
+  let c = crop(a, box.top, box.left, box.bottom, box.right);
   let s = BOX / Math.max(c.h, c.w);
   if (MIN_STROKE > 0 && s < 1) {
     const core = map(c, (v) => (v >= f32(0.5 * peak) ? 1 : 0));
@@ -745,6 +743,22 @@ function frameDigit(a) {
   return out;
 }
 
+/** Half-open bounding box and count of the pixels where `test` holds. */
+function bounds(p, test = (v) => v > 0) {
+  let [top, left, bottom, right, count] = [p.h, p.w, 0, 0, 0];
+  for (let y = 0; y < p.h; y++) {
+    for (let x = 0; x < p.w; x++) {
+      if (!test(p.a[y * p.w + x])) continue;
+      count++;
+      top = Math.min(top, y);
+      left = Math.min(left, x);
+      bottom = y + 1;
+      right = Math.max(right, x + 1);
+    }
+  }
+  return {top, left, bottom, right, count};
+}
+
 /** (row, column) centre of mass of a plane. */
 function centreOfMass(p) {
   let mass = 0;
@@ -763,20 +777,9 @@ function centreOfMass(p) {
 
 /** Is this 28x28 uint8 array already an MNIST image (white on black, 20 px box, centred)? */
 function isMnistFramed(a) {
-  let count = 0;
-  let top = SIZE;
-  let bottom = -1;
-  let left = SIZE;
-  let right = -1;
-  a.forEach((v, i) => {
-    if (!v) return;
-    count++;
-    const y = Math.floor(i / SIZE);
-    const x = i % SIZE;
-    top = Math.min(top, y); bottom = Math.max(bottom, y); left = Math.min(left, x); right = Math.max(right, x);
-  });
+  const {top, left, bottom, right, count} = bounds(plane(SIZE, SIZE, a));
   if (count === 0 || count / a.length > 0.5) return false;
-  if (![19, 20, 21].includes(Math.max(bottom - top, right - left) + 1)) return false;
+  if (![19, 20, 21].includes(Math.max(bottom - top, right - left))) return false;
   const [cy, cx] = centreOfMass(plane(SIZE, SIZE, a));
   return Math.abs(cy - 14) <= 0.75 && Math.abs(cx - 14) <= 0.75;
 }
@@ -795,17 +798,8 @@ export function toMnist(image) {
   try {
     const found = findInk(workingGray(image, WORK_SIDE));
     const digit = selectDigit(found);
-    let top = Infinity;
-    let bottom = -1;
-    let left = Infinity;
-    let right = -1;
-    digit.a.forEach((v, i) => {
-      if (!v) return;
-      const y = Math.floor(i / digit.w);
-      const x = i % digit.w;
-      top = Math.min(top, y); bottom = Math.max(bottom, y); left = Math.min(left, x); right = Math.max(right, x);
-    });
-    const [t, b, l, r] = [Math.max(top - 1, 0), Math.min(bottom + 2, digit.h), Math.max(left - 1, 0), Math.min(right + 2, digit.w)];
+    const box = bounds(digit);
+    const [t, b, l, r] = [Math.max(box.top - 1, 0), Math.min(box.bottom + 1, digit.h), Math.max(box.left - 1, 0), Math.min(box.right + 1, digit.w)];
     const near = maxFilter(crop(digit, t, l, b, r), 3);
     const ink = crop(found.ink, t, l, b, r);
     return frameDigit(map(ink, (v, i) => (near.a[i] ? v : 0)));
