@@ -61,6 +61,9 @@ def test_only_allow_listed_runtime_files_are_served_compressed(client, fake_runt
     assert wasm.status_code == 200 and wasm.headers["content-type"] == "application/wasm"
     assert wasm.headers["content-encoding"] == "gzip"  # httpx decompresses: the bytes are the file's
     assert wasm.content == (fake_runtime / "@litertjs/core/wasm/litert_wasm_internal.wasm").read_bytes()
+    again = client.get("/node_modules/@litertjs/core/wasm/litert_wasm_internal.wasm",
+                       headers={"if-none-match": wasm.headers["etag"]})
+    assert again.status_code == 304 and again.content == b""
     assert client.get("/node_modules/@litertjs/core/dist/index.js").headers["content-type"].startswith("text/javascript")
     for path in ("/node_modules/@litertjs/core/package.json", "/node_modules/../pyproject.toml",
                  "/node_modules/%2e%2e/edge/serve.py"):

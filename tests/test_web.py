@@ -40,11 +40,12 @@ def site(int8_model):
 
 @pytest.fixture
 def phone(browser, site):
-    """A fresh phone-sized page on the site; every URL it requests is recorded in `page.requested`."""
+    """A fresh phone-sized page on the site; its requests' URLs and its responses are recorded."""
     context = browser.new_context(**PHONE)
     page = context.new_page()
-    page.requested = []
+    page.requested, page.responses = [], []
     page.on("request", lambda request: page.requested.append(request.url))
+    page.on("response", page.responses.append)
     yield page
     context.close()
 
@@ -71,6 +72,8 @@ def test_drawn_digit_is_read_in_the_browser(phone, site, tmp_path):
     assert "this device" in phone.text_content("#status")
     assert phone.text_content("#digit") == "7" and len(phone.locator("#top li").all()) == 3
     assert all(url.startswith(site) for url in phone.requested), phone.requested
+    (wasm,) = [r for r in phone.responses if r.url.endswith(".wasm")]
+    assert wasm.headers["content-type"] == "application/wasm" and wasm.headers["content-encoding"] == "gzip"
     shot = tmp_path / "phone.png"
     phone.screenshot(path=shot, full_page=True)
     print(f"phone screenshot: {shot}")
