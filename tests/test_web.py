@@ -45,7 +45,7 @@ def phone(browser, site):
     page = context.new_page()
     page.requested, page.responses = [], []
     page.on("request", lambda request: page.requested.append(request.url))
-    page.on("response", page.responses.append)
+    page.on("response", lambda response: page.responses.append(response))
     yield page
     context.close()
 
