@@ -70,12 +70,12 @@ def serving(model: str | Path) -> Iterator[str]:
 
 
 @contextmanager
-def chromium():
+def chromium(*extra_flags: str):
     """Headless Debian Chromium under Playwright's sync API."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[*FLAGS, *extra_flags])
         try:
             yield browser
         finally:

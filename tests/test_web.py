@@ -28,7 +28,9 @@ def browser():
         if os.environ.get("DIGITCNN_REQUIRE_BROWSER") == "1":
             pytest.fail(f"DIGITCNN_REQUIRE_BROWSER=1 but {reason}")
         pytest.skip(reason)
-    with chromium() as b:
+    # A test camera, and phone.test: the same server under a name that is not a secure origin.
+    with chromium("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                  "--host-resolver-rules=MAP phone.test 127.0.0.1") as b:
         yield b
 
 
@@ -108,6 +110,26 @@ def test_server_answers_when_the_browser_cannot(phone, site):
     by_browser = draw(phone, STROKES[7])
     assert phone.evaluate("window.digitcnn.path") == "browser"
     assert {**by_browser, "file": by_server["file"]} == by_server  # same pixels, same model: same answer
+
+
+def test_live_camera_is_read_on_a_secure_origin(phone, site):
+    """localhost counts as secure, so getUserMedia works; Chromium's fake camera shows no digit."""
+    open_page(phone, site)
+    assert phone.is_hidden("#note")  # the "needs https" note is for insecure origins only
+    phone.click("#camera")
+    phone.wait_for_function("window.digitcnn.latencies.length >= 2")
+    assert phone.is_visible("#video") and phone.text_content("#camera") == "Stop"
+    assert phone.evaluate("window.digitcnn.path") == "browser" and phone.evaluate("window.digitcnn.error") is None
+    phone.click("#camera")
+    assert phone.is_visible("#pad") and phone.text_content("#camera") == "Camera"
+
+
+def test_plain_http_on_the_network_says_the_camera_needs_https(phone, site):
+    open_page(phone, site.replace("127.0.0.1", "phone.test"))
+    assert phone.evaluate("window.isSecureContext") is False
+    assert phone.is_visible("#note") and "https" in phone.text_content("#note")
+    assert draw(phone, STROKES[7])["digit"] == 7  # the model still runs in the browser
+    assert phone.evaluate("window.digitcnn.path") == "browser"
 
 
 def _rgba(image: Image.Image) -> dict:
