@@ -133,8 +133,22 @@ def test_plain_http_on_the_network_says_the_camera_needs_https(phone, site):
 
 
 def _rgba(image: Image.Image) -> dict:
-    rgba = image.convert("RGB").convert("RGBA")
+    rgba = image.convert("RGBA")
     return {"width": rgba.width, "height": rgba.height, "b64": base64.b64encode(rgba.tobytes()).decode()}
+
+
+def _transparent(canvas: np.ndarray, white: bool) -> Image.Image:
+    """Strokes on nothing, as a drawing app exports them: the ink is the alpha channel."""
+    rgba = np.zeros(canvas.shape + (4,), np.uint8)
+    rgba[..., :3], rgba[..., 3] = 255 * white, canvas
+    return Image.fromarray(rgba, "RGBA")
+
+
+def _cut_out(image: Image.Image) -> Image.Image:
+    """A photo with a transparent band and a half-transparent edge (mostly opaque)."""
+    rgba = np.array(image.convert("RGBA"))
+    rgba[: rgba.shape[0] // 5, :, 3], rgba[:, -10:, 3] = 0, 128
+    return Image.fromarray(rgba, "RGBA")
 
 
 def _cases(x: np.ndarray) -> list[tuple[str, Image.Image]]:
@@ -148,8 +162,11 @@ def _cases(x: np.ndarray) -> list[tuple[str, Image.Image]]:
             ("drawing", Image.fromarray(drawing(digit, 150 + 40 * i, 1 + 2 * (i % 4)))),
             ("drawing black on white", Image.fromarray(255 - drawing(digit, 500 - 30 * i, 5))),
             ("small drawing", Image.fromarray(drawing(digit, 40 + i))),
+            ("transparent drawing", _transparent(drawing(digit, 120 + 40 * i, 3), white=i % 2 == 0)),
             ("photo", render_photo(digit, rng, side=200 + 30 * i, thickness=0.3 * (i % 3), rotate=4.0 * (i % 5 - 2))),
         ]
+    cases += [("big photo", render_photo(x[0], rng, side=1200, rotate=3.0)),
+              ("cut-out photo", _cut_out(render_photo(x[1], rng, side=300)))]
     blank = Image.new("L", (210, 210), 0)
     noise = Image.fromarray(rng.integers(90, 150, (160, 200), dtype=np.uint8))
     return cases + [("blank", blank), ("noise", noise)]
@@ -176,4 +193,4 @@ def test_js_preprocessing_matches_python(phone, site, mnist):
             assert diff <= 1, f"{name} {image.size}: max difference {diff} gray levels"
             worst, compared = max(worst, diff), compared + 1
     print(f"JS vs Python preprocessing: {compared} images, max difference {worst} gray levels")
-    assert compared >= 60
+    assert compared >= 80

@@ -166,7 +166,7 @@ function shrinkPremultiplied(lum, alpha, factor) {
 
 /** Transparency becomes the paper's tone, or a ground contrasting with the strokes (`_composite`). */
 function composite(lum, alpha8) {
-  const alpha = alpha8.a.map((v) => f32(v / 255));
+  const alpha = Float32Array.from(alpha8.a, (v) => v / 255);
   const opaque = Array.from(alpha, (v) => v > 0.5);
   const count = opaque.filter(Boolean).length;
   const out = plane(lum.h, lum.w);
