@@ -101,11 +101,14 @@ def test_photo_upload_is_read_like_predict_does(phone, site, int8_model, mnist, 
 
 
 def test_server_answers_when_the_browser_cannot(phone, site):
-    open_page(phone, site + "/?server")
+    phone.route("**/*.wasm", lambda route: route.abort())  # no WebAssembly runtime: LiteRT.js cannot load
+    open_page(phone, site)
+    assert "cannot run in this browser" in phone.text_content("#status")
     by_server = draw(phone, STROKES[7])
     assert phone.evaluate("window.digitcnn.path") == "server"
     assert "the server" in phone.text_content("#status")
     assert set(by_server) == {"file", "digit", "confidence", "top"} and by_server["digit"] == 7, by_server
+    phone.unroute("**/*.wasm")
     open_page(phone, site)
     by_browser = draw(phone, STROKES[7])
     assert phone.evaluate("window.digitcnn.path") == "browser"

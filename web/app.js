@@ -232,6 +232,6 @@ if (forceServer) {
     requestIdleCallback(warmUp);
   }).catch((error) => {
     state.readyAt = performance.now();
-    $('status').textContent = `this browser cannot run the model (${error.message}); the server answers`;
+    $('status').textContent = `the model cannot run in this browser (${error.message}); the server answers`;
   });
 }
