@@ -34,11 +34,12 @@ def missing() -> str | None:
     """Why the browser tests cannot run here, or None when they can."""
     try:
         import playwright  # noqa: F401
-    except ImportError:
-        return "playwright is not installed (pip install -e '.[dev]')"
+
+        from edge.serve import NODE_MODULES, RUNTIME
+    except ImportError as e:
+        return f"{e.name} is not installed (pip install -e '.[serve,dev]')"
     if not CHROMIUM.exists():
         return f"{CHROMIUM} not found (apt-get install chromium)"
-    from edge.serve import NODE_MODULES, RUNTIME
 
     if not all((NODE_MODULES / name).is_file() for name in RUNTIME):
         return "node_modules/@litertjs missing (run `npm ci`)"

@@ -21,13 +21,15 @@ from edge.preprocess import NoDigit, to_mnist
 from test_preprocess import drawing, render_photo
 
 
+REASON = missing()
+REQUIRED = os.environ.get("DIGITCNN_REQUIRE_BROWSER") == "1"
+pytestmark = pytest.mark.skipif(bool(REASON) and not REQUIRED, reason=str(REASON))
+
+
 @pytest.fixture(scope="module")
 def browser():
-    reason = missing()
-    if reason:
-        if os.environ.get("DIGITCNN_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"DIGITCNN_REQUIRE_BROWSER=1 but {reason}")
-        pytest.skip(reason)
+    if REASON:
+        pytest.fail(f"DIGITCNN_REQUIRE_BROWSER=1 but {REASON}")
     # A test camera, and phone.test: the same server under a name that is not a secure origin.
     with chromium("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
                   "--host-resolver-rules=MAP phone.test 127.0.0.1") as b:
