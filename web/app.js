@@ -51,7 +51,6 @@ async function read(image, upload, start = performance.now()) {
   state.latencies.push(ms);  // last: a new entry means the answer above is complete
   $('status').textContent = `answered by ${state.path === 'browser' ? 'this device (LiteRT.js)' : 'the server'}`
     + ` in ${ms.toFixed(1)} ms`;
-  document.body.dataset.answers = state.latencies.length;
 }
 
 async function askServer(blob) {
@@ -139,7 +138,7 @@ $('clear').addEventListener('click', () => {
   $('confidence').textContent = 'draw a digit';
 });
 
-// Photos: decoded by the browser (EXIF orientation applied), shown on the pad, read at full detail.
+// Photos: decoded by the browser (EXIF orientation applied), shown on the pad, read at PHOTO_SIDE at most.
 $('photo').addEventListener('change', async (e) => {
   const file = e.target.files[0];
   e.target.value = '';
