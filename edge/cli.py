@@ -1,4 +1,4 @@
-"""The edge commands (predict, camera, bench): what `python cli.py` and `python -m edge` both offer.
+"""The edge commands (predict, camera, bench, serve): what `python cli.py` and `python -m edge` both offer.
 
 Nothing here imports TensorFlow, so a Pi with only the `edge` extra runs all of it.
 """
@@ -103,10 +103,26 @@ def bench(model: str, threads: int | None, seconds: float) -> None:
     click.echo(json.dumps(benchmark(model, threads, seconds)))
 
 
+@click.command()
+@model_argument
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; 0.0.0.0 lets phones on the same network in.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+def serve(model: str, host: str, port: int) -> None:
+    """Serve the phone page: the model runs in the browser, with the server as fallback."""
+    import uvicorn
+
+    from edge.serve import create_app
+
+    app = create_app(model)
+    click.echo(f"serving {model} on http://{host}:{port}  (Ctrl-C stops)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
 @click.group(cls=Cli)
 def main() -> None:
     """Read handwritten digits with a .tflite model: no TensorFlow needed."""
 
 
-for _command in (predict, camera, bench):
+for _command in (predict, camera, bench, serve):
     main.add_command(_command)

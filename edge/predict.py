@@ -35,19 +35,33 @@ def predict_files(model: DigitModel, files: Iterable[Path], *, threshold: float 
         chunk = files[start:start + CHUNK]
         if multi:
             yield from (_read_number(model, f, threshold, top_k) for f in chunk)
-            continue
-        framed: list[np.ndarray | dict] = [_frame(f) for f in chunk]
-        batch = [a for a in framed if isinstance(a, np.ndarray)]
-        readings = iter(model.read(np.stack(batch), threshold, top_k) if batch else [])
-        for file, item in zip(chunk, framed):
-            reading = next(readings) if isinstance(item, np.ndarray) else item
-            yield {"file": str(file), **reading} if isinstance(reading, dict) else {"file": str(file), **reading.as_json()}
+        else:
+            yield from _read_digits(model, [(str(f), f) for f in chunk], threshold, top_k)
 
 
-def _frame(file: Path) -> np.ndarray | dict:
-    """The MNIST-framed digit of one file, or the answer that replaces it (no ink, or an error)."""
+def predict_upload(model: DigitModel, name: str, data: bytes, *, threshold: float = 0.5, top_k: int = 3) -> dict:
+    """The answer `predict --json` gives for a file, for an image's bytes (decoded in memory)."""
+    (answer,) = _read_digits(model, [(name, data)], threshold, top_k)
+    return answer
+
+
+def _read_digits(model: DigitModel, sources: list[tuple[str, Path | bytes]], threshold: float,
+                 top_k: int) -> list[dict]:
+    """One answer per (name, file or bytes): framed digits are read by the model in one batch."""
+    framed: list[np.ndarray | dict] = [_frame(source, name) for name, source in sources]
+    batch = [a for a in framed if isinstance(a, np.ndarray)]
+    readings = iter(model.read(np.stack(batch), threshold, top_k) if batch else [])
+    answers = []
+    for (name, _), item in zip(sources, framed):
+        reading = next(readings) if isinstance(item, np.ndarray) else item
+        answers.append({"file": name, **(reading if isinstance(reading, dict) else reading.as_json())})
+    return answers
+
+
+def _frame(source: Path | bytes, name: str) -> np.ndarray | dict:
+    """The MNIST-framed digit of one image, or the answer that replaces it (no ink, or an error)."""
     try:
-        return to_mnist(load_image(file))
+        return to_mnist(load_image(source, name=name))
     except NoDigit:
         return NO_INK.as_json()
     except UserError as e:

@@ -14,6 +14,7 @@ intensity -> `frame_digit` (crop, scale to 20 px, centre by mass).
 from __future__ import annotations
 
 import functools
+import io
 import math
 import os
 import warnings
@@ -62,27 +63,32 @@ class NoDigit(UserError):
 # Loading
 
 
-def load_image(path: str | os.PathLike, *, max_side: int | None = LOAD_SIDE) -> Image.Image:
-    """Open and fully decode an image file, EXIF orientation applied; any failure is a UserError.
+def load_image(source: str | os.PathLike | bytes, *, max_side: int | None = LOAD_SIDE,
+               name: str = "upload") -> Image.Image:
+    """Open and fully decode an image file (or its bytes, called `name` in errors), EXIF applied.
 
-    Decoding here (not lazily later) is what catches truncated files. JPEGs are decoded at the
-    smallest DCT scale that keeps `max_side` px (None: full size), which makes 12 MP photos cheap.
+    Any failure is a UserError. Decoding here (not lazily later) is what catches truncated files.
+    JPEGs are decoded at the smallest DCT scale that keeps `max_side` px (None: full size), which
+    makes 12 MP photos cheap. Bytes are decoded in memory: a server never writes uploads to disk.
     """
-    path = Path(path)
-    try:
-        if path.is_dir():
-            raise UserError(f"{path}: is a folder, not an image file")
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if isinstance(source, bytes):
+        path, size, fp = name, len(source), io.BytesIO(source)
+    else:
+        path = fp = Path(source)
+        try:
+            if path.is_dir():
+                raise UserError(f"{path}: is a folder, not an image file")
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise UserError(f"{path}: no such file") from None
+        except OSError as exc:
+            raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if size == 0:
         raise UserError(f"{path}: empty file, not an image")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with Image.open(fp) as im:
                 w, h = im.size
                 if w * h > MAX_PIXELS:
                     raise UserError(f"{path}: {w}x{h} image is too large ({w * h:,} pixels, at most {MAX_PIXELS:,})")
