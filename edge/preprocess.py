@@ -51,6 +51,10 @@ MIN_DIGIT = 0.04
 """A digit spans at least this fraction of the image's longer side; smaller marks are specks."""
 NOISY = 4.0
 """Background noise (gray levels) above which the image is smoothed 3x3 before thresholding."""
+SOFTEN = 0.5
+"""Gaussian sigma (px of the 28x28 output) that softens a framed digit's edges: the network learnt from
+digits warped with bilinear sampling, measurably softer than crisp ink framed from a drawing or a scan
+(edge gradient per unit of ink 0.99 in training, 1.03 for framed drawings; 0.94 after softening)."""
 
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
@@ -225,6 +229,16 @@ def _box_blur(a: np.ndarray, r: int) -> np.ndarray:
     c = np.cumsum(rows, axis=1)
     c = np.concatenate([np.zeros((c.shape[0], 1)), c], axis=1)
     return ((c[:, k:] - c[:, :-k]) / (k * k)).astype(np.float32)
+
+
+def _soften(a: np.ndarray, sigma: float) -> np.ndarray:
+    """3x3 gaussian blur inside the array's own bounds (zero outside), peak brought back to 1."""
+    t = float(np.exp(-0.5 / sigma ** 2))
+    k = np.array([t, 1.0, t], np.float32) / (1.0 + 2.0 * t)
+    p = np.pad(a, 1)
+    rows = k[0] * p[:-2] + k[1] * p[1:-1] + k[2] * p[2:]
+    out = k[0] * rows[:, :-2] + k[1] * rows[:, 1:-1] + k[2] * rows[:, 2:]
+    return out / max(float(out.max()), 1e-6)
 
 
 def _resize(a: np.ndarray, size: tuple[int, int], resample=Image.BILINEAR) -> np.ndarray:
@@ -769,6 +783,8 @@ def frame_digit(ink: np.ndarray) -> np.ndarray:
     if not top_val > 0:
         raise NoDigit("no digit found: no ink in the crop")
     small = np.clip(small / max(top_val, 1e-6) if top_val < 1 else small, 0.0, 1.0)
+    if SOFTEN > 0:
+        small = _soften(small, SOFTEN)
     sh, sw = small.shape
     mass = small.sum()
     cy = float((small.sum(axis=1) * np.arange(sh)).sum() / mass)

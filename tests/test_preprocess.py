@@ -201,6 +201,26 @@ def test_specks_around_the_digit_are_ignored(mnist):
     assert np.abs(to_mnist(Image.fromarray(canvas)).astype(int) - clean).max() <= 1
 
 
+def edge_sharpness(a: np.ndarray) -> float:
+    f = a.astype(np.float64) / a.max()
+    return (np.abs(np.diff(f, axis=0)).sum() + np.abs(np.diff(f, axis=1)).sum()) / f.sum()
+
+
+def test_crisp_ink_is_softened_inside_the_box(mnist, monkeypatch):
+    """Binary ink comes out with soft edges like the training digits, still framed like MNIST."""
+    x, _ = mnist
+    canvases = [np.where(drawing(x[i]) > 127, 255, 0).astype(np.uint8) for i in range(20)]
+    soft = [to_mnist(Image.fromarray(c)) for c in canvases]
+    monkeypatch.setattr(P, "SOFTEN", 0.0)
+    crisp = [to_mnist(Image.fromarray(c)) for c in canvases]
+    for s, c in zip(soft, crisp):
+        assert_mnist_framed(s)
+        assert bbox_side(s) <= 20
+        assert edge_sharpness(s) < edge_sharpness(c)
+        assert correlation(s, c) > 0.9  # the same digit (centring may move by a pixel)
+    assert np.mean([edge_sharpness(s) for s in soft]) < 0.97 * np.mean([edge_sharpness(c) for c in crisp])
+
+
 def test_ruled_and_squared_paper_lines_are_not_ink(mnist):
     """Lines of an exercise book run across the whole page; the digit written over them is what counts."""
     x, _ = mnist

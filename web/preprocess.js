@@ -18,6 +18,7 @@ const MIN_SNR = 5;
 const MIN_SEPARATION = 0.8;
 const MIN_DIGIT = 0.04;
 const NOISY = 4;
+const SOFTEN = 0.5;
 const f32 = Math.fround;
 
 /** A 2-D array: `h` rows of `w` values in `a` (Float32Array unless said otherwise). */
@@ -733,6 +734,7 @@ function frameDigit(a) {
   if (!(topValue > 0)) throw new NoDigit('no ink in the crop');
   if (topValue < 1) small = map(small, (v) => f32(v / Math.max(topValue, 1e-6)));
   small = map(small, (v) => Math.min(Math.max(v, 0), 1));
+  if (SOFTEN > 0) small = soften(small, SOFTEN);
   const [cy, cx] = centreOfMass(small);
   const top = Math.min(Math.max(pyRound(14 - cy), 0), SIZE - sh);
   const left = Math.min(Math.max(pyRound(14 - cx), 0), SIZE - sw);
@@ -741,6 +743,27 @@ function frameDigit(a) {
     for (let x = 0; x < sw; x++) out[(top + y) * SIZE + left + x] = pyRound(f32(small.a[y * sw + x] * 255));
   }
   return out;
+}
+
+/** 3x3 gaussian blur inside the plane's own bounds (zero outside), peak back to 1 (`_soften`). */
+function soften(p, sigma) {
+  const t = Math.exp(-0.5 / sigma ** 2);
+  const d = f32(1 + 2 * t);
+  const k = [f32(f32(t) / d), f32(1 / d), f32(f32(t) / d)];
+  const at = (q, y, x) => (y < 0 || y >= q.h || x < 0 || x >= q.w ? 0 : q.a[y * q.w + x]);
+  const pass = (q, dy, dx) => {
+    const out = plane(q.h, q.w);
+    for (let y = 0; y < q.h; y++) {
+      for (let x = 0; x < q.w; x++) {
+        const near = f32(f32(k[0] * at(q, y - dy, x - dx)) + f32(k[1] * at(q, y, x)));
+        out.a[y * q.w + x] = f32(near + f32(k[2] * at(q, y + dy, x + dx)));
+      }
+    }
+    return out;
+  };
+  const out = pass(pass(p, 1, 0), 0, 1);
+  const top = Math.max(maxOf(out.a), 1e-6);
+  return map(out, (v) => f32(v / top));
 }
 
 /** Half-open bounding box and count of the pixels where `test` holds. */
