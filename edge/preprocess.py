@@ -52,9 +52,10 @@ MIN_DIGIT = 0.04
 NOISY = 4.0
 """Background noise (gray levels) above which the image is smoothed 3x3 before thresholding."""
 SOFTEN = 0.5
-"""Gaussian sigma (px of the 28x28 output) that softens a framed digit's edges: the network learnt from
-digits warped with bilinear sampling, measurably softer than crisp ink framed from a drawing or a scan
-(edge gradient per unit of ink 0.99 in training, 1.03 for framed drawings; 0.94 after softening)."""
+"""Gaussian sigma (px of the 28x28 output) that softens a digit shrunk into the box: the network learnt
+from digits warped with bilinear sampling, measurably softer than crisp ink area-averaged from a
+drawing or a scan (edge gradient per unit of ink 0.99 in training, 1.03 for framed drawings, 0.94
+after softening)."""
 
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
@@ -783,7 +784,7 @@ def frame_digit(ink: np.ndarray) -> np.ndarray:
     if not top_val > 0:
         raise NoDigit("no digit found: no ink in the crop")
     small = np.clip(small / max(top_val, 1e-6) if top_val < 1 else small, 0.0, 1.0)
-    if SOFTEN > 0:
+    if SOFTEN > 0 and s < 1:  # enlarging (bilinear) softens already
         small = _soften(small, SOFTEN)
     sh, sw = small.shape
     mass = small.sum()

@@ -734,7 +734,7 @@ function frameDigit(a) {
   if (!(topValue > 0)) throw new NoDigit('no ink in the crop');
   if (topValue < 1) small = map(small, (v) => f32(v / Math.max(topValue, 1e-6)));
   small = map(small, (v) => Math.min(Math.max(v, 0), 1));
-  if (SOFTEN > 0) small = soften(small, SOFTEN);
+  if (SOFTEN > 0 && s < 1) small = soften(small, SOFTEN); // enlarging (bilinear) softens already
   const [cy, cx] = centreOfMass(small);
   const top = Math.min(Math.max(pyRound(14 - cy), 0), SIZE - sh);
   const left = Math.min(Math.max(pyRound(14 - cx), 0), SIZE - sw);
