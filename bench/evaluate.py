@@ -29,10 +29,11 @@ SIDE, MARGIN = 48, 8
 TARGETS = {"mnist_seconds": 10.0, "usps": 0.98, "semeion": 0.93}
 
 
-def write_folder(npz: Path, folder: Path) -> int:
-    """The npz's test digits (`x`, `y`) as `<digit>_<i>.png` files; returns how many."""
+def write_folder(npz: Path, folder: Path, split: str = "") -> int:
+    """The npz's digits (`x`, `y`: the test set; `x_train`, `y_train` with split="_train") as
+    `<digit>_<i>.png` files; returns how many."""
     with np.load(npz) as data:
-        x, y = data["x"], data["y"]
+        x, y = data["x" + split], data["y" + split]
     folder.mkdir(parents=True)
     for i, (pixels, label) in enumerate(zip(x, y)):
         scan = ImageOps.expand(Image.fromarray(pixels).resize((SIDE, SIDE), Image.BICUBIC), MARGIN, fill=0)
