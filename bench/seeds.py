@@ -35,9 +35,11 @@ def main(runs: tuple[str, ...]) -> None:
             metrics = json.loads((run / "metrics.json").read_text())
             report, _ = evaluate(str(run / "model.keras"), "--data", str(folder), "--report", f"{tmp}/{run.name}")
             rows.append({"run": str(run), "seed": metrics["seed"], "val_accuracy": metrics["val_accuracy"],
-                         "dev_accuracy": round(report["accuracy"], 4), "dev_errors": round(report["n"] * (1 - report["accuracy"]))})
+                         "dev_accuracy": round(report["accuracy"], 4),
+                         "dev_errors": round(report["n"] * (1 - report["accuracy"]))})
     best = max(rows, key=lambda r: (r["dev_accuracy"], -r["seed"]))
-    print(json.dumps({"bench": "seeds", "dev": "usps train", "runs": rows, "chosen": best["run"], "seed": best["seed"]}))
+    print(json.dumps({"bench": "seeds", "dev": "usps train", "runs": rows,
+                      "chosen": best["run"], "seed": best["seed"]}))
 
 
 if __name__ == "__main__":
