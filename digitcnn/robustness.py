@@ -73,6 +73,7 @@ CORRUPTIONS = (
     Corruption("scale 1.3", _affine(scale=1.3)),
     Corruption("blur (gaussian 1 px)", _filter(ImageFilter.GaussianBlur(1))),
     Corruption("noise (sigma 40)", _noise(40.0)),
+    Corruption("noise (sigma 40), preprocessed", _noise(40.0), preprocess=True),
     Corruption("inverted polarity", lambda x, rng: 255 - x),
     Corruption("inverted, preprocessed", lambda x, rng: 255 - x, preprocess=True),
     Corruption("thinner strokes", _filter(ImageFilter.MinFilter(3))),

@@ -74,6 +74,8 @@ def test_robustness_identity_equals_accuracy_and_rotation_hurts(tflite_report):
     by_angle = [(accuracy[f"rotate -{d} deg"] + accuracy[f"rotate +{d} deg"]) / 2 for d in (10, 20, 30)]
     assert accuracy["none"] >= by_angle[0] >= by_angle[1] >= by_angle[2]
     assert accuracy["rotate -30 deg"] < accuracy["none"] - 0.05 and accuracy["rotate +30 deg"] < accuracy["none"] - 0.05
+    # Framing thresholds the speckle away: what a user's noisy image meets is close to clean accuracy.
+    assert accuracy["noise (sigma 40), preprocessed"] >= accuracy["none"] - 0.03
     for kind in ("shift", "scale", "blur", "noise", "inverted", "thinner", "thicker", "small on a canvas",
                  "off-centre on a canvas"):
         assert any(name.startswith(kind) for name in rows), kind
