@@ -173,27 +173,43 @@ def scale_pixels(images):
     return images * PIXEL_SCALING["scale"] + PIXEL_SCALING["offset"]
 
 
-def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, *, seed: int | None = None,
-                 epoch: int = 0, augmentation: "Augmentation | None" = None):
-    """Batches of (scaled images, labels); with `seed`, shuffled and augmented for training.
+def training_batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, seed: int, epochs: range,
+                     augmentation: "Augmentation | None" = None):
+    """Every training batch of `epochs`, in order: one dataset, so one iterator, for the whole run.
 
-    Every random choice depends only on (seed, epoch, batch index), so the data of epoch k is the
-    same whether the run went straight through or resumed from a checkpoint.
+    Epoch e is a seeded permutation of the images (the remainder dropped), and batch b of it is
+    warped with random numbers keyed by (seed, e, b): the data of every step is a pure function of
+    (seed, epoch, batch), so a run resumed at epoch k (`epochs=range(k, n)`) sees exactly what an
+    uninterrupted one would. A new distributed iterator per epoch would tear the previous one down
+    while its prefetch threads are live, which can hang for good (issue 11); one iterator can't.
     """
     import tensorflow as tf
 
     from digitcnn.augment import augment
 
-    ds = tf.data.Dataset.from_tensor_slices((x[..., None], y.astype(np.int32)))
-    if seed is not None:
-        ds = ds.shuffle(len(x), seed=seed * 10_007 + epoch, reshuffle_each_iteration=False)
-    ds = ds.batch(batch_size, drop_remainder=seed is not None)
+    images, labels = tf.constant(x[..., None]), tf.constant(y.astype(np.int32))
+    steps = len(x) // batch_size
 
-    def prepare(i, batch):
-        images, labels = batch
-        images = scale_pixels(tf.cast(images, tf.float32))
-        if seed is not None and augmentation is not None:
-            images = augment(images, tf.stack([tf.cast(seed, tf.int64), epoch * 1_000_000 + i]), augmentation)
-        return images, labels
+    def epoch_batches(epoch):
+        order = tf.random.experimental.stateless_shuffle(tf.range(len(x)), seed=[seed, epoch], alg="philox")
+        rows = tf.reshape(order[: steps * batch_size], (steps, batch_size))
+        return tf.data.Dataset.from_tensor_slices((tf.fill([steps], epoch), tf.range(steps, dtype=tf.int64), rows))
 
-    return ds.enumerate().map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    def prepare(epoch, batch, rows):
+        pixels = scale_pixels(tf.cast(tf.gather(images, rows), tf.float32))
+        if augmentation is not None:
+            pixels = augment(pixels, tf.stack([tf.constant(seed, tf.int64), epoch * 1_000_000 + batch]), augmentation)
+        return pixels, tf.gather(labels, rows)
+
+    ds = tf.data.Dataset.range(epochs.start, epochs.stop).flat_map(epoch_batches)
+    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    # Every worker builds the same batches and keeps its share of each (no input files to split).
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options)
+
+
+def batches(x: np.ndarray, batch_size: int):
+    """Scaled float32 images, `batch_size` at a time, in order: evaluation needs no tf.data."""
+    for i in range(0, len(x), batch_size):
+        yield scale_pixels(x[i : i + batch_size, ..., None].astype(np.float32))

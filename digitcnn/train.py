@@ -12,6 +12,7 @@ import hashlib
 import json
 import platform
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,8 +57,11 @@ def _default_augmentation():
     return Augmentation()
 
 
-def train(cfg: TrainConfig, log=print) -> dict:
-    """Train (or resume) the run in cfg.run_dir() and return its metrics."""
+def train(cfg: TrainConfig, log=print, on_epoch_end=None) -> dict:
+    """Train (or resume) the run in cfg.run_dir() and return its metrics.
+
+    `on_epoch_end(epoch, model)`, if given, is called after each epoch's checkpoint (benchmarks).
+    """
     import keras
     import tensorflow as tf
 
@@ -142,20 +146,21 @@ def train(cfg: TrainConfig, log=print) -> dict:
         return strategy.reduce(sum_, loss, axis=None), strategy.reduce(sum_, correct, axis=None)
 
     writer = tf.summary.create_file_writer(str(run_dir / "tensorboard")) if chief else None
+    # One iterator for the whole run (see data.training_batches), read exactly to its end.
+    batches = iter(strategy.experimental_distribute_dataset(data_lib.training_batches(
+        x_train, y_train, global_batch, seed=cfg.seed, epochs=range(start_epoch, cfg.epochs),
+        augmentation=augmentation)))
     for epoch in range(start_epoch, cfg.epochs):
-        dataset = data_lib.make_dataset(x_train, y_train, global_batch, seed=cfg.seed, epoch=epoch,
-                                        augmentation=augmentation)
-        bar = keras.utils.Progbar(steps_per_epoch, verbose=1 if chief else 0,
-                                  stateful_metrics=["loss", "acc", "img/s"])
-        if chief:
-            log(f"epoch {epoch + 1}/{cfg.epochs}")
+        bar = progress_bar(steps_per_epoch, show=chief)
         t0, loss_sum, correct_sum = time.perf_counter(), 0.0, 0.0
-        for i, batch in enumerate(strategy.experimental_distribute_dataset(dataset)):
-            loss, correct = train_step(batch)
-            loss_sum, correct_sum = loss_sum + float(loss), correct_sum + float(correct)
-            seen = (i + 1) * global_batch
-            bar.update(i + 1, [("loss", loss_sum / (i + 1)), ("acc", correct_sum / seen),
-                               ("img/s", seen / (time.perf_counter() - t0))])
+        for step in range(steps_per_epoch):
+            loss, correct = train_step(next(batches))
+            loss_sum, correct_sum = loss_sum + loss, correct_sum + correct  # tensors: no wait per step
+            if bar and (step % 10 == 9 or step + 1 == steps_per_epoch):
+                seen = (step + 1) * global_batch
+                bar.update(step + 1, [("loss", float(loss_sum) / (step + 1)), ("acc", float(correct_sum) / seen),
+                                      ("img/s", seen / (time.perf_counter() - t0))])
+        loss_sum, correct_sum = float(loss_sum), float(correct_sum)
         seconds = time.perf_counter() - t0
         val_loss, val_acc = evaluate_logits(model, x_val, y_val)
         wall = time.perf_counter() - t0
@@ -164,7 +169,9 @@ def train(cfg: TrainConfig, log=print) -> dict:
                         "val_loss": val_loss, "val_accuracy": val_acc, "seconds": seconds, "wall": wall,
                         "images_per_second": steps_per_epoch * global_batch / seconds})
         if chief:
-            log(f"  val_loss {val_loss:.4f}  val_acc {val_acc:.4f}")
+            h = history[-1]
+            log(f"epoch {epoch + 1}/{cfg.epochs}  loss {h['loss']:.4f}  acc {h['accuracy']:.4f}  "
+                f"val_loss {val_loss:.4f}  val_acc {val_acc:.4f}  {h['images_per_second']:,.0f} img/s  {wall:.0f} s")
             with writer.as_default(step=epoch + 1):
                 for key in ("loss", "accuracy", "val_loss", "val_accuracy", "images_per_second"):
                     tf.summary.scalar(key, history[-1][key])
@@ -173,6 +180,10 @@ def train(cfg: TrainConfig, log=print) -> dict:
         manager.save(checkpoint_number=epoch + 1)
         if not chief:
             shutil.rmtree(write_dir, ignore_errors=True)
+        if on_epoch_end:
+            on_epoch_end(epoch + 1, model)
+    # The run read exactly every batch, so the pipeline has stopped and the iterator is safe to drop.
+    assert not batches.get_next_as_optional().has_value(), "training data left unread"
 
     _, test_acc = evaluate_logits(model, mnist.x_test, mnist.y_test)
     train_seconds = sum(h["seconds"] for h in history)
@@ -210,6 +221,19 @@ def train(cfg: TrainConfig, log=print) -> dict:
     return metrics
 
 
+def progress_bar(steps: int, show: bool):
+    """Keras' live bar on a terminal; none in a log file (CI, nohup), where each epoch's line is enough.
+
+    Keras' Progbar treats any POSIX stdout as a live display, so a log would fill with thousands of
+    carriage-return updates.
+    """
+    import keras
+
+    if not (show and sys.stdout.isatty()):
+        return None
+    return keras.utils.Progbar(steps, stateful_metrics=["loss", "acc", "img/s"])
+
+
 def weights_fingerprint(model) -> str:
     """sha256 over every weight: equal fingerprints mean bit-identical models (resume, workers)."""
     digest = hashlib.sha256()
@@ -222,17 +246,13 @@ def evaluate_logits(model, x: np.ndarray, y: np.ndarray, batch_size: int = 1000)
     """Mean cross-entropy and accuracy of `model` on uint8 images, batched, without augmentation."""
     import keras
 
-    from digitcnn.data import make_dataset
+    from digitcnn.data import batches
 
-    loss_sum, correct = 0.0, 0
-    for images, labels in make_dataset(x, y, batch_size):
-        logits = keras.ops.convert_to_numpy(model(images, training=False)).astype(np.float64)
-        logits -= logits.max(axis=1, keepdims=True)
-        log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
-        labels = labels.numpy()
-        loss_sum -= log_probs[np.arange(len(labels)), labels].sum()
-        correct += int((log_probs.argmax(axis=1) == labels).sum())
-    return loss_sum / len(y), correct / len(y)
+    logits = np.concatenate([keras.ops.convert_to_numpy(model(images, training=False))
+                             for images in batches(x, batch_size)]).astype(np.float64)
+    logits -= logits.max(axis=1, keepdims=True)
+    log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    return float(-log_probs[np.arange(len(y)), y].mean()), float((log_probs.argmax(axis=1) == y).mean())
 
 
 def _check_same_run(run_dir: Path, cfg: TrainConfig, write: bool) -> None:

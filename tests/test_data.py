@@ -110,25 +110,37 @@ def _batches(ds):
     return [(x.numpy(), y.numpy()) for x, y in ds]
 
 
-def test_training_batches_depend_only_on_seed_and_epoch(tiny_npz):
+def test_training_batches_depend_only_on_seed_epoch_and_batch(tiny_npz):
     from digitcnn.augment import Augmentation
 
     t = np.load(tiny_npz)
-    make = lambda seed, epoch: _batches(data.make_dataset(t["x_train"], t["y_train"], 32, seed=seed,  # noqa: E731
-                                                          epoch=epoch, augmentation=Augmentation()))
-    first, again = make(1, 0), make(1, 0)
-    assert len(first) == 6  # 200 // 32, the remainder dropped
+    make = lambda seed, epochs: _batches(data.training_batches(  # noqa: E731
+        t["x_train"], t["y_train"], 32, seed=seed, epochs=epochs, augmentation=Augmentation()))
+    first, again = make(1, range(0, 3)), make(1, range(0, 3))
+    assert len(first) == 3 * 6  # 200 // 32 per epoch, the remainder dropped
     assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(first, again))
-    assert not np.array_equal(first[0][0], make(1, 1)[0][0])
-    assert not np.array_equal(first[0][0], make(2, 0)[0][0])
+    resumed = make(1, range(1, 3))  # a run resumed after epoch 1 sees what the straight run saw
+    assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(first[6:], resumed))
+    assert not np.array_equal(first[0][1], first[6][1])  # each epoch has its own order
+    assert not np.array_equal(first[0][0], make(2, range(0, 1))[0][0])
+
+
+def test_each_epoch_is_a_permutation_of_the_training_images():
+    x = np.arange(100, dtype=np.uint8).reshape(100, 1, 1).repeat(28, 1).repeat(28, 2)
+    y = np.arange(100) % 10
+    for epoch in data.training_batches(x, y, 25, seed=3, epochs=range(2)).batch(4):
+        pixels, labels = epoch[0].numpy(), epoch[1].numpy()
+        values = np.round(pixels[..., 0, 0, 0].ravel() / data.PIXEL_SCALING["scale"]).astype(int)
+        assert sorted(values) == list(range(100)) and np.array_equal(labels.ravel(), values % 10)
 
 
 def test_evaluation_batches_are_scaled_in_order(tiny_npz):
     t = np.load(tiny_npz)
-    (x, y), *_ = _batches(data.make_dataset(t["x_test"], t["y_test"], 64))
-    assert x.shape == (50, 28, 28, 1) and x.dtype == np.float32
+    chunks = list(data.batches(t["x_test"], 32))
+    assert [len(c) for c in chunks] == [32, 18] and chunks[0].dtype == np.float32
+    x = np.concatenate(chunks)
+    assert x.shape == (50, 28, 28, 1)
     assert np.allclose(x[..., 0], t["x_test"] * data.PIXEL_SCALING["scale"] + data.PIXEL_SCALING["offset"])
-    assert np.array_equal(y, t["y_test"])
 
 
 def test_download_verifies_the_checksum(tmp_path, mnist_npz):

@@ -46,6 +46,20 @@ def test_mirrored_on_two_logical_cpus(tmp_path, mnist_npz):
     assert m["strategy"] == "MirroredStrategy" and m["replicas"] == 2 and m["global_batch"] == 256
 
 
+@pytest.mark.parametrize("devices", [1, 2])
+def test_many_epoch_transitions_never_hang(tmp_path, mnist_npz, devices):
+    """120 epochs of a few steps each: a fresh data iterator per epoch hung now and then at the
+    epoch's end (issue 11). The timeout fails the test, as a user would, instead of hanging CI."""
+    out = tmp_path / "epochs"
+    result = run_cli("train", "--model", "lenet5", "--subset", "300", "--batch-size", "64", "--epochs", "120",
+                     "--devices", str(devices), "--data", str(mnist_npz), "--out", str(out), timeout=400)
+    m = _metrics(out)
+    assert [h["epoch"] for h in m["history"]] == list(range(1, 121)) and m["replicas"] == devices
+    # Not a terminal: one line per epoch, no progress bar's carriage returns.
+    assert "\r" not in result.stdout
+    assert sum(line.startswith("epoch ") for line in result.stdout.splitlines()) == 120
+
+
 def _free_ports(n: int) -> list[int]:
     sockets = [socket.socket() for _ in range(n)]
     for s in sockets:
