@@ -25,13 +25,14 @@ class Augmentation:
     shift: float = 0.1  # fraction of the side, uniform in [-shift, shift] on each axis
     shear: float = 0.3  # slant: x += shear * y, uniform in [-shear, shear]
     stretch: float = 0.3  # width alone scaled by uniform [1 - stretch, 1 + stretch]: narrow and wide hands
+    thickness: float = 0.0  # strokes grown (> 0) or thinned (< 0) by up to this share of a 3x3 dilation
 
 
 def augment(images: tf.Tensor, seed: tf.Tensor, aug: Augmentation) -> tf.Tensor:
     """Warp a batch (n, 28, 28, 1) of floats with per-image random parameters drawn from `seed`."""
     n = tf.shape(images)[0]
     side = tf.cast(tf.shape(images)[1], tf.float32)
-    u = tf.random.stateless_uniform((n, 6), seed=seed, minval=-1.0, maxval=1.0)
+    u = tf.random.stateless_uniform((n, 7), seed=seed, minval=-1.0, maxval=1.0)
     angle = u[:, 0] * aug.rotation * math.pi / 180.0
     zoom = 1.0 + u[:, 1] * aug.zoom
     shear = u[:, 2] * aug.shear
@@ -46,4 +47,8 @@ def augment(images: tf.Tensor, seed: tf.Tensor, aug: Augmentation) -> tf.Tensor:
     b2 = c - b0 * (c + tx) - b1 * (c + ty)
     zeros = tf.zeros_like(a0)
     transform = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
-    return ops.image.affine_transform(images, transform, interpolation="bilinear", fill_mode="constant")
+    warped = ops.image.affine_transform(images, transform, interpolation="bilinear", fill_mode="constant")
+    t = tf.reshape(u[:, 6] * aug.thickness, (-1, 1, 1, 1))
+    grown = tf.nn.max_pool2d(warped, 3, 1, "SAME")
+    thinned = -tf.nn.max_pool2d(-warped, 3, 1, "SAME")
+    return warped + tf.nn.relu(t) * (grown - warped) + tf.nn.relu(-t) * (thinned - warped)

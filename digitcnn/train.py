@@ -101,7 +101,7 @@ def train(cfg: TrainConfig, log=print, on_epoch_end=None) -> dict:
     augmentation = Augmentation(**cfg.augmentation)
 
     with strategy.scope():
-        model = build_model(cfg.model)
+        model = build_model(cfg.model, synchronized=replicas > 1)
         schedule = keras.optimizers.schedules.CosineDecay(
             0.0, total_steps - warmup, warmup_target=peak_lr, warmup_steps=warmup
         )
@@ -124,26 +124,7 @@ def train(cfg: TrainConfig, log=print, on_epoch_end=None) -> dict:
     start_epoch = int(epoch_var.numpy())
     history = _read_history(run_dir)[:start_epoch]
 
-    loss_fn = keras.losses.CategoricalCrossentropy(
-        from_logits=True, label_smoothing=cfg.label_smoothing, reduction=None
-    )
-
-    @tf.function
-    def train_step(batch):
-        def step(images, labels):
-            with tf.GradientTape() as tape:
-                logits = tf.cast(model(images, training=True), tf.float32)
-                per_example = loss_fn(tf.one_hot(labels, 10), logits)
-                loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
-                scaled = optimizer.scale_loss(loss)
-            grads = tape.gradient(scaled, model.trainable_variables)
-            optimizer.apply_gradients(zip(grads, model.trainable_variables))
-            correct = tf.reduce_sum(tf.cast(tf.argmax(logits, 1, output_type=tf.int32) == labels, tf.float32))
-            return loss, correct
-
-        loss, correct = strategy.run(step, args=batch)
-        sum_ = tf.distribute.ReduceOp.SUM
-        return strategy.reduce(sum_, loss, axis=None), strategy.reduce(sum_, correct, axis=None)
+    train_step = make_train_step(strategy, model, optimizer, cfg.label_smoothing, global_batch)
 
     writer = tf.summary.create_file_writer(str(run_dir / "tensorboard")) if chief else None
     # One iterator for the whole run (see data.training_batches), read exactly to its end.
@@ -219,6 +200,33 @@ def train(cfg: TrainConfig, log=print, on_epoch_end=None) -> dict:
         plot_curves(history, run_dir / "curves.png")
         write_json(run_dir / "metrics.json", metrics)
     return metrics
+
+
+def make_train_step(strategy, model, optimizer, label_smoothing: float, global_batch: int):
+    """One optimizer step on a distributed batch -> (mean loss, correct answers), summed over replicas."""
+    import keras
+    import tensorflow as tf
+
+    loss_fn = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing, reduction=None)
+
+    def step(images, labels):
+        with tf.GradientTape() as tape:
+            logits = tf.cast(model(images, training=True), tf.float32)
+            per_example = loss_fn(tf.one_hot(labels, 10), logits)
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+            scaled = optimizer.scale_loss(loss)
+        grads = tape.gradient(scaled, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        correct = tf.reduce_sum(tf.cast(tf.argmax(logits, 1, output_type=tf.int32) == labels, tf.float32))
+        return loss, correct
+
+    @tf.function
+    def train_step(batch):
+        loss, correct = strategy.run(step, args=batch)
+        sum_ = tf.distribute.ReduceOp.SUM
+        return strategy.reduce(sum_, loss, axis=None), strategy.reduce(sum_, correct, axis=None)
+
+    return train_step
 
 
 def progress_bar(steps: int, show: bool):
