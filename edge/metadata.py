@@ -31,6 +31,9 @@ PREPROCESSING = {"version": 1, "polarity": "white-on-black", "digit_box": 20, "c
                  "centring": "centre-of-mass"}
 EMBEDDED_NAME = "metadata.json"
 TENSOR_DTYPES = ("float32", "uint8", "int8")
+PROBABILITIES, FEATURES = "probabilities", "features"
+"""The output names in a model's signature. Find outputs by these names, never by position: in a model
+with both, the converter puts `features` (the penultimate layer, which teaching adapts) first."""
 
 
 def _number(v: Any) -> bool:
@@ -83,6 +86,14 @@ _FIELDS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
 )
 
 
+# The optional `features` tensor: the penultimate layer, the model's second output.
+_FEATURE_FIELDS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("features.shape", lambda v: isinstance(v, list) and len(v) == 2 and all(_int(d) and d > 0 for d in v),
+     "a list of 2 positive integers"),
+    ("features.dtype", lambda v: v in TENSOR_DTYPES, f"one of {', '.join(TENSOR_DTYPES)}"),
+)
+
+
 def _field(meta: Any, dotted: str, where: str) -> Any:
     value = meta
     for key in dotted.split("."):
@@ -124,6 +135,12 @@ def validate_metadata(meta: Any, where: str = "model metadata") -> dict:
         _check_quantization(meta, tensor, where)
     if meta["output"]["shape"][1] != len(meta["labels"]):
         raise UserError(f"{where}: output.shape {meta['output']['shape']} does not give one score per label")
+    if "features" in meta:  # optional: models exported before teaching existed have no features output
+        for dotted, test, wants in _FEATURE_FIELDS:
+            value = _field(meta, dotted, where)
+            if not test(value):
+                raise _fail(where, dotted, wants, value)
+        _check_quantization(meta, "features", where)
     return meta
 
 
@@ -137,10 +154,10 @@ def check_pixel_scaling(obj: Any, where: str) -> dict:
     return {"scale": float(obj["scale"]), "offset": float(obj["offset"])}
 
 
-def build_metadata(*, variant: str, input: dict, output: dict, pixel_scaling: dict, source: dict,
+def build_metadata(*, variant: str, input: dict, output: dict, features: dict, pixel_scaling: dict, source: dict,
                    verification: dict, flatbuffer: bytes) -> dict:
-    """The full, validated metadata of one exported flatbuffer (`input`/`output`: shape, dtype,
-    scale, zero_point as the interpreter reports them)."""
+    """The full, validated metadata of one exported flatbuffer (`input`/`output`/`features`: shape,
+    dtype, scale, zero_point as the interpreter reports them)."""
     meta = {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
@@ -148,6 +165,7 @@ def build_metadata(*, variant: str, input: dict, output: dict, pixel_scaling: di
         "variant": variant,
         "input": dict(input),
         "output": {**output, "kind": "probabilities"},
+        "features": dict(features),
         "pixel_scaling": dict(pixel_scaling),
         "preprocessing": dict(PREPROCESSING),
         "source": dict(source),
@@ -262,8 +280,12 @@ def model_input(pixels: np.ndarray, meta: dict) -> np.ndarray:
     return np.clip(np.round(pixels * gain + shift), info.min, info.max).astype(spec["dtype"])
 
 
+def dequantize(values: np.ndarray, spec: dict) -> np.ndarray:
+    """A raw output tensor -> float32 values, by its spec's scale and zero point (none for floats)."""
+    values = np.asarray(values, dtype=np.float32)
+    return values if spec["scale"] is None else (values - spec["zero_point"]) * np.float32(spec["scale"])
+
+
 def probabilities(output: np.ndarray, meta: dict) -> np.ndarray:
     """The model's raw output tensor -> float32 class probabilities, dequantized if need be."""
-    spec = meta["output"]
-    values = np.asarray(output, dtype=np.float32)
-    return values if spec["scale"] is None else (values - spec["zero_point"]) * np.float32(spec["scale"])
+    return dequantize(output, meta["output"])

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import UserError
-from edge.metadata import load_metadata, model_input, probabilities
+from edge.metadata import FEATURES, PROBABILITIES, dequantize, load_metadata, model_input
 
 
 @dataclass
@@ -32,6 +32,14 @@ class Reading:
 NO_INK = Reading(digit=None, confidence=0.0, top=[])
 
 
+def named_outputs(interpreter, where: str) -> dict[str, dict]:
+    """The model's output tensors by signature name: their order in the file says nothing."""
+    try:
+        return interpreter.get_signature_runner().get_output_details()
+    except ValueError as e:
+        raise UserError(f"{where}: expected one signature naming its outputs ({e}); re-export it") from None
+
+
 class DigitModel:
     """A .tflite digit model with its metadata; `probabilities()` takes any batch size."""
 
@@ -46,16 +54,29 @@ class DigitModel:
         except (ValueError, RuntimeError) as e:
             raise UserError(f"{self.path}: not a TFLite model ({str(e).splitlines()[0]})") from None
         self._input = self.interpreter.get_input_details()[0]
-        self._output = self.interpreter.get_output_details()[0]
         shape = list(self._input["shape"])
         if shape[1:] != [28, 28, 1]:
             raise UserError(f"{self.path}: input shape {shape} is not a 28x28x1 digit model's")
         self.meta = load_metadata(self.path)
+        outputs = named_outputs(self.interpreter, str(self.path))
+        # The metadata's sha256 ties it to this flatbuffer, so its tensors are this file's outputs.
+        self._outputs = {name: outputs[name]["index"] for name in (PROBABILITIES, FEATURES) if name in self.meta_specs}
         self._batch = shape[0]
         self.interpreter.allocate_tensors()
 
-    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        """uint8 white-on-black (n, 28, 28) MNIST-framed pixels -> (n, 10) class probabilities."""
+    @property
+    def meta_specs(self) -> dict[str, dict]:
+        """Each output's spec in the metadata, by output name (FEATURES only in models that have it)."""
+        return {PROBABILITIES: self.meta["output"], **({FEATURES: self.meta["features"]} if "features" in self.meta
+                                                     else {})}
+
+    @property
+    def has_features(self) -> bool:
+        return FEATURES in self._outputs
+
+    def outputs(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
+        """uint8 white-on-black (n, 28, 28) MNIST-framed pixels -> every output of the model, as float32:
+        (n, 10) probabilities and, in models exported with them, (n, d) features."""
         batch = model_input(pixels, self.meta)
         if len(batch) != self._batch:
             self.interpreter.resize_tensor_input(self._input["index"], [len(batch), 28, 28, 1])
@@ -63,7 +84,12 @@ class DigitModel:
             self._batch = len(batch)
         self.interpreter.set_tensor(self._input["index"], batch)
         self.interpreter.invoke()
-        return probabilities(self.interpreter.get_tensor(self._output["index"]), self.meta)
+        specs = self.meta_specs
+        return {name: dequantize(self.interpreter.get_tensor(index), specs[name]) for name, index in self._outputs.items()}
+
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 white-on-black (n, 28, 28) MNIST-framed pixels -> (n, 10) class probabilities."""
+        return self.outputs(pixels)[PROBABILITIES]
 
     def read(self, pixels: np.ndarray, threshold: float = 0.5, top_k: int = 3) -> list[Reading]:
         """Readings for a batch of framed digits; under `threshold` the answer is "no digit"."""
