@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.adapt import Adapter
 from edge.errors import UserError
 from edge.metadata import FEATURES, PROBABILITIES, dequantize, load_metadata, model_input
 
@@ -58,25 +59,36 @@ class DigitModel:
         if shape[1:] != [28, 28, 1]:
             raise UserError(f"{self.path}: input shape {shape} is not a 28x28x1 digit model's")
         self.meta = load_metadata(self.path)
-        outputs = named_outputs(self.interpreter, str(self.path))
-        # The metadata's sha256 ties it to this flatbuffer, so its tensors are this file's outputs.
-        self._outputs = {name: outputs[name]["index"] for name in (PROBABILITIES, FEATURES) if name in self.meta_specs}
+        # Each output's index and its spec in the metadata, whose sha256 ties it to this flatbuffer; only
+        # models exported since teaching exists have features, and only taught models an adaptation.
+        indices = {name: detail["index"] for name, detail in named_outputs(self.interpreter, str(self.path)).items()}
+        self._outputs = {PROBABILITIES: (indices[PROBABILITIES], self.meta["output"])}
+        if "features" in self.meta:
+            self._outputs[FEATURES] = (indices[FEATURES], self.meta["features"])
+        self.adapter = Adapter(self.meta["adaptation"]) if "adaptation" in self.meta else None
         self._batch = shape[0]
         self.interpreter.allocate_tensors()
-
-    @property
-    def meta_specs(self) -> dict[str, dict]:
-        """Each output's spec in the metadata, by output name (FEATURES only in models that have it)."""
-        return {PROBABILITIES: self.meta["output"], **({FEATURES: self.meta["features"]} if "features" in self.meta
-                                                     else {})}
 
     @property
     def has_features(self) -> bool:
         return FEATURES in self._outputs
 
     def outputs(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
-        """uint8 white-on-black (n, 28, 28) MNIST-framed pixels -> every output of the model, as float32:
+        """uint8 white-on-black (n, 28, 28) MNIST-framed pixels -> the base model's outputs, as float32:
         (n, 10) probabilities and, in models exported with them, (n, d) features."""
+        self._invoke(pixels)
+        return {name: self._output(name) for name in self._outputs}
+
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 white-on-black (n, 28, 28) MNIST-framed pixels -> (n, 10) class probabilities,
+        adapted to the handwriting the model was taught, if it was (edge/adapt.py)."""
+        if self.adapter:
+            outputs = self.outputs(pixels)
+            return self.adapter(outputs[PROBABILITIES], outputs[FEATURES])
+        self._invoke(pixels)
+        return self._output(PROBABILITIES)
+
+    def _invoke(self, pixels: np.ndarray) -> None:
         batch = model_input(pixels, self.meta)
         if len(batch) != self._batch:
             self.interpreter.resize_tensor_input(self._input["index"], [len(batch), 28, 28, 1])
@@ -84,12 +96,10 @@ class DigitModel:
             self._batch = len(batch)
         self.interpreter.set_tensor(self._input["index"], batch)
         self.interpreter.invoke()
-        specs = self.meta_specs
-        return {name: dequantize(self.interpreter.get_tensor(index), specs[name]) for name, index in self._outputs.items()}
 
-    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        """uint8 white-on-black (n, 28, 28) MNIST-framed pixels -> (n, 10) class probabilities."""
-        return self.outputs(pixels)[PROBABILITIES]
+    def _output(self, name: str) -> np.ndarray:
+        index, spec = self._outputs[name]
+        return dequantize(self.interpreter.get_tensor(index), spec)
 
     def read(self, pixels: np.ndarray, threshold: float = 0.5, top_k: int = 3) -> list[Reading]:
         """Readings for a batch of framed digits; under `threshold` the answer is "no digit"."""
