@@ -24,11 +24,11 @@ import numpy as np
 from edge.errors import UserError
 
 DIGITS = 10
-PENALTY = 3e-4
+PENALTY = 3e-5
 """L2 penalty on W (per sample): smaller fits the samples harder and risks the digits not taught."""
 STEPS = 300
 """Nesterov steps: enough for the fit to settle at this penalty (it changes by < 1e-3 after)."""
-ANCHOR_WEIGHT = 1.0
+ANCHOR_WEIGHT = 0.3
 """Each anchor counts as this many samples."""
 FLOOR = 1 / 512
 """Base probabilities are floored here before the log: half of a uint8 output's smallest step."""
@@ -67,16 +67,17 @@ def feature_statistics(features: np.ndarray, probabilities: np.ndarray, labels: 
                                                 STATS_DECIMALS).tolist()}
 
 
-def _fit(x: np.ndarray, targets: np.ndarray, offsets: np.ndarray, weights: np.ndarray, taught: np.ndarray) -> np.ndarray:
-    """W minimising the weighted cross-entropy of softmax(offsets + x W^T) plus PENALTY/2 |W|^2, rows of
-    untaught digits held at zero. Step 1/L with L = max |x|^2 / 2 + PENALTY bounds the curvature."""
-    step = 1 / (0.5 * float((x * x).sum(axis=1).max()) + PENALTY)
+def _fit(x: np.ndarray, targets: np.ndarray, offsets: np.ndarray, weights: np.ndarray, taught: np.ndarray,
+         penalty: float) -> np.ndarray:
+    """W minimising the weighted cross-entropy of softmax(offsets + x W^T) plus penalty/2 |W|^2, rows of
+    untaught digits held at zero. Step 1/L with L = max |x|^2 / 2 + penalty bounds the curvature."""
+    step = 1 / (0.5 * float((x * x).sum(axis=1).max()) + penalty)
     total = weights.sum()
     w = np.zeros((DIGITS, x.shape[1]))
     ahead, t = w, 1.0
     for _ in range(STEPS):
         residual = (_softmax(offsets + x @ ahead.T) - targets) * weights[:, None]
-        gradient = residual.T @ x / total + PENALTY * ahead
+        gradient = residual.T @ x / total + penalty * ahead
         new = (ahead - step * gradient) * taught[:, None]
         t_new = (1 + np.sqrt(1 + 4 * t * t)) / 2
         ahead = new + (t - 1) / t_new * (new - w)
@@ -84,8 +85,10 @@ def _fit(x: np.ndarray, targets: np.ndarray, offsets: np.ndarray, weights: np.nd
     return w
 
 
-def fit(features: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, meta: dict) -> dict:
-    """The adaptation (JSON-ready) for samples: their (n, d) features, digits and (n, 10) base probabilities."""
+def fit(features: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, meta: dict, *, penalty: float = PENALTY,
+        anchor_weight: float = ANCHOR_WEIGHT) -> dict:
+    """The adaptation (JSON-ready) for samples: their (n, d) features, digits and (n, 10) base probabilities.
+    (`penalty` and `anchor_weight` are parameters for bench/teach_tune.py, which chose the defaults.)"""
     if "features" not in meta or "class_means" not in meta["features"]:
         raise UserError("this model has no features output, so it cannot be taught; re-export it with "
                         "`cli.py export` (a model exported before teaching existed)")
@@ -96,8 +99,8 @@ def fit(features: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, met
     x = np.vstack([unit(features, mean), np.array(stats["class_means"], np.float64)])
     targets = np.eye(DIGITS)[np.concatenate([labels, np.arange(DIGITS)])]
     offsets = np.vstack([base_logits(probabilities), np.array(stats["class_log_probabilities"], np.float64)])
-    weights = np.concatenate([np.ones(len(labels)), np.full(DIGITS, ANCHOR_WEIGHT)])
-    w = _fit(x, targets, offsets, weights, (counts > 0).astype(np.float64))
+    weights = np.concatenate([np.ones(len(labels)), np.full(DIGITS, anchor_weight)])
+    w = _fit(x, targets, offsets, weights, (counts > 0).astype(np.float64), penalty)
     return {"version": 1, "samples": counts.tolist(), "center": stats["mean"], "weights": w.tolist()}
 
 

@@ -1,5 +1,5 @@
 // The phone page: draw, photograph or film a digit; the model answers in the browser, else the server does.
-import {answer as reading, loadModel} from './model.js';
+import {answer as reply, loadModel} from './model.js';
 import {SIZE, toMnist} from './preprocess.js';
 import {Teacher} from './teach.js';
 
@@ -41,7 +41,7 @@ async function read(image, upload, start = performance.now()) {
   let answer;
   if (teacher) {
     const read = pixels ? await teacher.probabilities(pixels) : null;
-    answer = read ? reading(read.probabilities) : {digit: null, confidence: 0, top: []};
+    answer = read ? reply(read.probabilities) : {digit: null, confidence: 0, top: []};
     state.path = 'browser';
     state.model = read?.adapted ? 'adapted' : 'base';
   } else {

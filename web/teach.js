@@ -1,6 +1,6 @@
 // Teach mode: the page asks for each digit in turn, keeps the samples in this browser only, and adapts
 // the model to them (web/adapt.js, the port of edge/adapt.py). "Forget" deletes them.
-import {adapt, apply} from './adapt.js';
+import {adapt, apply, describe} from './adapt.js';
 import {samplesZip} from './samples-zip.js';
 
 const STORE = 'digitcnn.samples';  // localStorage: [{digit, pixels: base64 of 784 bytes}]
@@ -37,7 +37,7 @@ export class Teacher {
     this.samples = loadSamples();
     this.queue = [];  // digits still to ask for in this teaching session
     this.adaptation = null;
-    this.report = null;
+    this.issues = [];  // about the samples (edge/adapt.py review): digits with none or few, samples unlike their label
     this.source = null;  // 'this phone' or 'the server' when adapted
     this.canTeach = Boolean(model.meta.features);
   }
@@ -48,14 +48,16 @@ export class Teacher {
 
   /** Fits the adaptation to the stored samples (else takes the served model's own), and publishes it. */
   async refresh() {
-    this.adaptation = this.report = this.source = null;
+    this.adaptation = this.source = null;
+    this.issues = [];
     if (this.samples.length && this.canTeach) {
       const started = performance.now();
       const outputs = [];
       for (const sample of this.samples) outputs.push(await this.model.run(sample.pixels));
-      ({adaptation: this.adaptation, report: this.report} = adapt(
-        outputs.map((o) => o.features), this.samples.map((s) => s.digit), outputs.map((o) => o.probabilities),
-        this.model.meta));
+      const {adaptation, issues} = adapt(outputs.map((o) => o.features), this.samples.map((s) => s.digit),
+        outputs.map((o) => o.probabilities), this.model.meta);
+      this.adaptation = adaptation;
+      this.issues = issues;
       this.source = 'this phone';
       this.state.teach.adaptMs = performance.now() - started;
     } else if (this.model.meta.adaptation) {
@@ -127,14 +129,14 @@ export class Teacher {
     const round = ROUNDS - Math.ceil(this.queue.length / DIGITS.length) + 1;
     Object.assign(this.state.teach, {
       active: this.active, digit: this.active ? this.queue[0] : null, samples: this.samples.length,
-      adapted: Boolean(this.adaptation), source: this.source, warnings: this.report?.warnings ?? [],
+      adapted: Boolean(this.adaptation), source: this.source, issues: this.issues, adaptation: this.adaptation,
     });
     if (this.active) this.ui.prompt(`write ${this.queue[0]}  (round ${round} of ${ROUNDS})`);
     const taught = this.adaptation
-      ? `adapted model: taught on ${this.source}${this.report ? ` with ${this.samples.length} samples` : ''}`
+      ? `adapted model: taught on ${this.source}${this.source === 'this phone' ? ` with ${this.samples.length} samples` : ''}`
       : (this.canTeach ? 'base model: Teach adapts it to your handwriting'
         : 'base model: this model cannot be taught (re-export it with `cli.py export`)');
     this.ui.changed({active: this.active, canTeach: this.canTeach, samples: this.samples.length,
-                     says: [taught, ...(this.report?.warnings ?? [])].join('; ')});
+                     says: [taught, ...this.issues.map((issue) => describe(issue, `sample ${issue.index + 1}`))].join('; ')});
   }
 }
