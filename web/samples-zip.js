@@ -15,13 +15,13 @@ function crc32(bytes) {
   return (c ^ 0xffffffff) >>> 0;
 }
 
-/** Little- or big-endian fields of the given byte widths, as bytes. */
+/** Little- or big-endian fields of the given byte widths, as bytes (Uint8Array). */
 function fields(values, littleEndian) {
   const out = [];
   for (const [value, width] of values) {
     for (let i = 0; i < width; i++) out.push((value >>> (8 * (littleEndian ? i : width - 1 - i))) & 0xff);
   }
-  return out;
+  return Uint8Array.from(out);
 }
 
 const concat = (parts) => Uint8Array.from(parts.flatMap((p) => Array.from(p)));
@@ -48,7 +48,7 @@ export function samplesZip(samples) {
   const counts = {};
   const files = samples.map(({digit, pixels}) => {
     counts[digit] = (counts[digit] ?? 0) + 1;
-    return {name: Array.from(`${digit}_${String(counts[digit]).padStart(2, '0')}.png`, (c) => c.charCodeAt(0)),
+    return {name: Uint8Array.from(`${digit}_${String(counts[digit]).padStart(2, '0')}.png`, (c) => c.charCodeAt(0)),
             data: grayPng(pixels)};
   });
   const local = [], central = [];
