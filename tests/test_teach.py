@@ -20,7 +20,7 @@ from edge.adapt import Adapter, fit, review
 from edge.errors import UserError
 from edge.preprocess import to_mnist
 from edge.runner import DigitModel
-from edge.serve import create_app
+from edge.serve import RUNTIME, create_app
 from strokes import CONTINENTAL, ORDINARY, jittered, render
 
 
@@ -85,7 +85,11 @@ def test_every_command_takes_the_taught_model(continental, int8_model, tmp_path)
     camera = run_cli("camera", str(taught), "--source", str(new), "--headless", "--roi", "1").stdout.splitlines()
     assert [json.loads(line)["digit"] for line in camera] == [1] * 4 + [7] * 4
     # The page's server hands the adaptation to the page with the metadata, and answers adapted itself.
-    client = TestClient(create_app(taught))
+    runtime = tmp_path / "node_modules"  # stand-ins: this needs no `npm ci`
+    for name in RUNTIME:
+        (runtime / name).parent.mkdir(parents=True, exist_ok=True)
+        (runtime / name).write_bytes(b"stand-in")
+    client = TestClient(create_app(taught, node_modules=runtime))
     assert client.get("/model.json").json()["adaptation"] == _adaptation(taught)
     upload = client.post("/api/predict", files={"file": ("1.png", (new / "1_0.png").read_bytes())})
     assert upload.json()["digit"] == 1
