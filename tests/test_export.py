@@ -124,7 +124,7 @@ def test_features_are_the_penultimate_layer_found_by_name(exported, test_images,
     out, _ = exported
     pixels, labels = test_images
     keras_model = keras.saving.load_model(small_run / "model.keras", compile=False)
-    penultimate = keras.Model(keras_model.inputs, keras_model.layers[-1].input)
+    penultimate = keras.Model(keras_model.inputs[0], keras_model.layers[-1].input)
     meta = md.load_metadata(out / "model_float32.tflite")
     inputs = md.model_input(pixels[:50], meta)
     expected = keras.ops.convert_to_numpy(penultimate(inputs))
