@@ -144,7 +144,8 @@ def explain(model: str, image: str, out: str | None) -> None:
     from pathlib import Path
 
     _quiet_tensorflow()
-    from digitcnn.evaluate import check_model_path, frame
+    from digitcnn.evaluate import check_model_path
+    from edge.labelled import frame
     from digitcnn.explain import draw, explainer
     from digitcnn.figures import write_png
     from edge.preprocess import load_image

@@ -29,6 +29,11 @@ SIDE, MARGIN = 48, 8
 TARGETS = {"mnist_seconds": 10.0, "usps": 0.98, "semeion": 0.93}
 
 
+def scan(pixels: np.ndarray) -> Image.Image:
+    """A 16x16 USPS or Semeion digit as a cropped scan of it would look, for the edge preprocessing."""
+    return ImageOps.expand(Image.fromarray(pixels).resize((SIDE, SIDE), Image.BICUBIC), MARGIN, fill=0)
+
+
 def write_folder(npz: Path, folder: Path, split: str = "") -> int:
     """The npz's digits (`x`, `y`: the test set; `x_train`, `y_train` with split="_train") as
     `<digit>_<i>.png` files; returns how many."""
@@ -36,8 +41,7 @@ def write_folder(npz: Path, folder: Path, split: str = "") -> int:
         x, y = data["x" + split], data["y" + split]
     folder.mkdir(parents=True)
     for i, (pixels, label) in enumerate(zip(x, y)):
-        scan = ImageOps.expand(Image.fromarray(pixels).resize((SIDE, SIDE), Image.BICUBIC), MARGIN, fill=0)
-        scan.save(folder / f"{label}_{i:05d}.png")
+        scan(pixels).save(folder / f"{label}_{i:05d}.png")
     return len(y)
 
 

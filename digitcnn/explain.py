@@ -20,7 +20,7 @@ import numpy as np
 
 from digitcnn.evaluate import check_model_path
 from digitcnn.figures import pyplot
-from edge.metadata import model_input, probabilities
+from edge.metadata import PROBABILITIES, model_input, probabilities
 
 MAX_MAPS = 16  # feature maps drawn per stage: enough to see what the layer does, small enough to read
 CROP = 10  # side of the input crop whose pixel values are printed
@@ -105,7 +105,7 @@ def _keras_explainer(path: Path) -> Callable[[np.ndarray], list[Stage]]:
 def _tflite_explainer(path: Path) -> Callable[[np.ndarray], list[Stage]]:
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    from edge.runner import DigitModel
+    from edge.runner import DigitModel, named_outputs
 
     meta = DigitModel(path).meta  # validates the file and its metadata, with the runner's messages
     with warnings.catch_warnings():  # "for debugging purposes only": that is what this is
@@ -126,7 +126,7 @@ def _tflite_explainer(path: Path) -> Callable[[np.ndarray], list[Stage]]:
         interpreter.invoke()
         steps = [(TFLITE_STEPS.get(op["op_name"]), tensor(op["outputs"][0])[0]) for op in ops]
         filters = tensor(first_conv["inputs"][1])[..., 0]  # (out, h, w, in) -> (out, h, w)
-        output = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+        output = interpreter.get_tensor(named_outputs(interpreter, str(path))[PROBABILITIES]["index"])
         return assemble(pixels, filters, steps, probabilities(output, meta)[0])
 
     return stages

@@ -15,7 +15,8 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageFilter
 
-from digitcnn.evaluate import Labelled, Model, evaluate, frame
+from digitcnn.evaluate import Model, evaluate
+from edge.labelled import Labelled, frame
 from edge.preprocess import SIZE
 
 CANVAS = 84  # side of the larger image a digit is placed on

@@ -1,4 +1,4 @@
-"""The edge commands (predict, camera, bench, serve): what `python cli.py` and `python -m edge` both offer.
+"""The edge commands (predict, camera, bench, serve, teach): what `python cli.py` and `python -m edge` both offer.
 
 Nothing here imports TensorFlow, so a Pi with only the `edge` extra runs all of it.
 """
@@ -119,10 +119,36 @@ def serve(model: str, host: str, port: int) -> None:
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
+@click.command()
+@click.argument("samples", type=click.Path(file_okay=False))
+@click.option("--model", default="runs/lenet-plus/model_int8.tflite", show_default=True, type=click.Path(dir_okay=False),
+              help="The model to adapt (a .tflite exported with its features output).")
+@click.option("--out", type=click.Path(dir_okay=False), help="Adapted model to write (default: SAMPLES.tflite beside "
+              "the folder).")
+def teach(samples: str, model: str, out: str | None) -> None:
+    """Adapt a model to your handwriting from SAMPLES, a folder of your digits (SAMPLES/<digit>/*.png or
+    SAMPLES/<digit>_*.png), and write the adapted model: use it wherever a model goes."""
+    from pathlib import Path
+
+    from edge.teach import default_output, teach as run_teach
+
+    taught = run_teach(Path(samples), Path(model), Path(out) if out else default_output(Path(samples)))
+    if taught.left_out:
+        click.echo(f"{len(taught.left_out)} files left out of {samples}:", err=True)
+        for message in taught.left_out:
+            click.echo(f"  {message}", err=True)
+    click.echo(f"{'digit':>8} " + " ".join(f"{d:>3}" for d in range(10)))
+    click.echo(f"{'samples':>8} " + " ".join(f"{n:>3}" for n in taught.samples))
+    click.echo(f"{'misread':>8} " + " ".join(f"{n:>3}" for n in taught.misread) + "   (by the base model)")
+    for warning in taught.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(f"wrote {taught.path} in {taught.seconds:.2f} s: an adapted model for predict, camera, serve and evaluate")
+
+
 @click.group(cls=Cli)
 def main() -> None:
     """Read handwritten digits with a .tflite model: no TensorFlow needed."""
 
 
-for _command in (predict, camera, bench, serve):
+for _command in (predict, camera, bench, serve, teach):
     main.add_command(_command)

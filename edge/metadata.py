@@ -31,6 +31,9 @@ PREPROCESSING = {"version": 1, "polarity": "white-on-black", "digit_box": 20, "c
                  "centring": "centre-of-mass"}
 EMBEDDED_NAME = "metadata.json"
 TENSOR_DTYPES = ("float32", "uint8", "int8")
+PROBABILITIES, FEATURES = "probabilities", "features"
+"""The output names in a model's signature. Find outputs by these names, never by position: in a model
+with both, the converter puts `features` (the penultimate layer, which teaching adapts) first."""
 
 
 def _number(v: Any) -> bool:
@@ -49,17 +52,19 @@ def _text(v: Any) -> bool:
     return isinstance(v, str) and v != ""
 
 
+def _shape(rank: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, list) and len(v) == rank and all(_int(d) and d > 0 for d in v)
+
+
 # (dotted field, test, what the test wants): the whole schema, checked in this order.
 _FIELDS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("schema", lambda v: v == SCHEMA, repr(SCHEMA)),
     ("schema_version", lambda v: v == SCHEMA_VERSION, f"{SCHEMA_VERSION} (the version this reader knows)"),
     ("labels", lambda v: isinstance(v, list) and len(v) == 10 and all(map(_text, v)), "a list of 10 strings"),
     ("variant", lambda v: v in VARIANTS, f"one of {', '.join(VARIANTS)}"),
-    ("input.shape", lambda v: isinstance(v, list) and len(v) == 4 and all(_int(d) and d > 0 for d in v),
-     "a list of 4 positive integers"),
+    ("input.shape", _shape(4), "a list of 4 positive integers"),
     ("input.dtype", lambda v: v in TENSOR_DTYPES, f"one of {', '.join(TENSOR_DTYPES)}"),
-    ("output.shape", lambda v: isinstance(v, list) and len(v) == 2 and all(_int(d) and d > 0 for d in v),
-     "a list of 2 positive integers"),
+    ("output.shape", _shape(2), "a list of 2 positive integers"),
     ("output.dtype", lambda v: v in TENSOR_DTYPES, f"one of {', '.join(TENSOR_DTYPES)}"),
     ("output.kind", lambda v: v == "probabilities", "'probabilities'"),
     ("pixel_scaling.scale", lambda v: _number(v) and v > 0, "a positive number"),
@@ -81,6 +86,36 @@ _FIELDS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("sha256", lambda v: isinstance(v, str) and re.fullmatch("[0-9a-f]{64}", v) is not None,
      "64 lowercase hex digits"),
 )
+
+
+def _numbers(v: Any, n: int) -> bool:
+    return isinstance(v, list) and len(v) == n and all(map(_number, v))
+
+
+def _matrix(v: Any, rows: int, cols: int) -> bool:
+    return isinstance(v, list) and len(v) == rows and all(_numbers(row, cols) for row in v)
+
+
+def _feature_fields(d: int) -> tuple[tuple[str, Callable[[Any], bool], str], ...]:
+    """The optional `features` output (the penultimate layer) of a model with d features, and what
+    export measured of it on MNIST training images, where teaching starts (edge/adapt.py)."""
+    return (
+        ("features.dtype", lambda v: v in TENSOR_DTYPES, f"one of {', '.join(TENSOR_DTYPES)}"),
+        ("features.mean", lambda v: _numbers(v, d), f"a list of {d} numbers"),
+        ("features.class_means", lambda v: _matrix(v, 10, d), f"10 lists of {d} numbers"),
+        ("features.class_log_probabilities", lambda v: _matrix(v, 10, 10), "10 lists of 10 numbers"),
+    )
+
+
+def _adaptation_fields(d: int) -> tuple[tuple[str, Callable[[Any], bool], str], ...]:
+    """The optional `adaptation` of a taught model (edge/adapt.py): samples per digit and the fitted head."""
+    return (
+        ("adaptation.version", lambda v: v == 1, "1"),
+        ("adaptation.samples", lambda v: isinstance(v, list) and len(v) == 10 and all(_int(n) and n >= 0 for n in v)
+         and sum(v) > 0, "10 counts, not all zero"),
+        ("adaptation.center", lambda v: _numbers(v, d), f"a list of {d} numbers"),
+        ("adaptation.weights", lambda v: _matrix(v, 10, d), f"10 lists of {d} numbers"),
+    )
 
 
 def _field(meta: Any, dotted: str, where: str) -> Any:
@@ -112,35 +147,42 @@ def _check_quantization(meta: dict, tensor: str, where: str) -> None:
         raise _fail(where, f"{tensor}.zero_point", f"an integer in [{info.min}, {info.max}]", zero_point)
 
 
+def _check(meta: dict, fields: tuple[tuple[str, Callable[[Any], bool], str], ...], where: str) -> None:
+    for dotted, test, wants in fields:
+        value = _field(meta, dotted, where)
+        if not test(value):
+            raise _fail(where, dotted, wants, value)
+
+
 def validate_metadata(meta: Any, where: str = "model metadata") -> dict:
     """Return `meta` if it follows the schema; else raise a one-line UserError naming the field."""
     if not isinstance(meta, dict):
         raise UserError(f"{where}: must be a JSON object, not {type(meta).__name__}")
-    for dotted, test, wants in _FIELDS:
-        value = _field(meta, dotted, where)
-        if not test(value):
-            raise _fail(where, dotted, wants, value)
+    _check(meta, _FIELDS, where)
     for tensor in ("input", "output"):
         _check_quantization(meta, tensor, where)
     if meta["output"]["shape"][1] != len(meta["labels"]):
         raise UserError(f"{where}: output.shape {meta['output']['shape']} does not give one score per label")
+    # Optional: models exported before teaching existed have no features, and only taught models adapt.
+    if "features" in meta or "adaptation" in meta:
+        _check(meta, (("features.shape", _shape(2), "a list of 2 positive integers"),), where)
+        _check(meta, _feature_fields(meta["features"]["shape"][1]), where)
+        _check_quantization(meta, "features", where)
+    if "adaptation" in meta:
+        _check(meta, _adaptation_fields(meta["features"]["shape"][1]), where)
     return meta
 
 
 def check_pixel_scaling(obj: Any, where: str) -> dict:
     """The {scale, offset} mapping from uint8 pixels to model input, as floats, or a UserError."""
-    for key, test, wants in _FIELDS:
-        if key.startswith("pixel_scaling."):
-            value = _field({"pixel_scaling": obj}, key, where)
-            if not test(value):
-                raise _fail(where, key, wants, value)
+    _check({"pixel_scaling": obj}, tuple(f for f in _FIELDS if f[0].startswith("pixel_scaling.")), where)
     return {"scale": float(obj["scale"]), "offset": float(obj["offset"])}
 
 
-def build_metadata(*, variant: str, input: dict, output: dict, pixel_scaling: dict, source: dict,
+def build_metadata(*, variant: str, input: dict, output: dict, features: dict, pixel_scaling: dict, source: dict,
                    verification: dict, flatbuffer: bytes) -> dict:
-    """The full, validated metadata of one exported flatbuffer (`input`/`output`: shape, dtype,
-    scale, zero_point as the interpreter reports them)."""
+    """The full, validated metadata of one exported flatbuffer (`input`/`output`/`features`: shape,
+    dtype, scale, zero_point as the interpreter reports them)."""
     meta = {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
@@ -148,6 +190,7 @@ def build_metadata(*, variant: str, input: dict, output: dict, pixel_scaling: di
         "variant": variant,
         "input": dict(input),
         "output": {**output, "kind": "probabilities"},
+        "features": dict(features),
         "pixel_scaling": dict(pixel_scaling),
         "preprocessing": dict(PREPROCESSING),
         "source": dict(source),
@@ -179,7 +222,8 @@ def bare_flatbuffer(model: bytes) -> bytes:
 def embed_metadata(model: bytes, meta: dict) -> bytes:
     """The flatbuffer followed by a zip holding metadata.json; replaces any earlier embedded copy.
 
-    The zip entry is stored uncompressed with a fixed timestamp, so equal inputs give equal files.
+    The zip entry has a fixed timestamp, so equal inputs give equal files, and is deflated: the
+    feature statistics that teaching needs are several KB of numbers.
     """
     flatbuffer = bare_flatbuffer(model)
     validate_metadata(meta)
@@ -187,9 +231,10 @@ def embed_metadata(model: bytes, meta: dict) -> bytes:
         raise UserError("metadata sha256 does not match the model it is being embedded in")
     buffer = io.BytesIO(flatbuffer)
     buffer.seek(0, io.SEEK_END)
-    with zipfile.ZipFile(buffer, "a", compression=zipfile.ZIP_STORED) as zf:
+    with zipfile.ZipFile(buffer, "a") as zf:
         zf.writestr(zipfile.ZipInfo(EMBEDDED_NAME, date_time=(1980, 1, 1, 0, 0, 0)),
-                    json.dumps(meta, sort_keys=True, separators=(",", ":")))
+                    json.dumps(meta, sort_keys=True, separators=(",", ":")),
+                    compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
     return buffer.getvalue()
 
 
@@ -262,8 +307,12 @@ def model_input(pixels: np.ndarray, meta: dict) -> np.ndarray:
     return np.clip(np.round(pixels * gain + shift), info.min, info.max).astype(spec["dtype"])
 
 
+def dequantize(values: np.ndarray, spec: dict) -> np.ndarray:
+    """A raw output tensor -> float32 values, by its spec's scale and zero point (none for floats)."""
+    values = np.asarray(values, dtype=np.float32)
+    return values if spec["scale"] is None else (values - spec["zero_point"]) * np.float32(spec["scale"])
+
+
 def probabilities(output: np.ndarray, meta: dict) -> np.ndarray:
     """The model's raw output tensor -> float32 class probabilities, dequantized if need be."""
-    spec = meta["output"]
-    values = np.asarray(output, dtype=np.float32)
-    return values if spec["scale"] is None else (values - spec["zero_point"]) * np.float32(spec["scale"])
+    return dequantize(output, meta["output"])

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.adapt import Adapter
 from edge.errors import UserError
-from edge.metadata import load_metadata, model_input, probabilities
+from edge.metadata import FEATURES, PROBABILITIES, dequantize, load_metadata, model_input
 
 
 @dataclass
@@ -32,6 +33,14 @@ class Reading:
 NO_INK = Reading(digit=None, confidence=0.0, top=[])
 
 
+def named_outputs(interpreter, where: str) -> dict[str, dict]:
+    """The model's output tensors by signature name: their order in the file says nothing."""
+    try:
+        return interpreter.get_signature_runner().get_output_details()
+    except ValueError as e:
+        raise UserError(f"{where}: expected one signature naming its outputs ({e}); re-export it") from None
+
+
 class DigitModel:
     """A .tflite digit model with its metadata; `probabilities()` takes any batch size."""
 
@@ -46,16 +55,40 @@ class DigitModel:
         except (ValueError, RuntimeError) as e:
             raise UserError(f"{self.path}: not a TFLite model ({str(e).splitlines()[0]})") from None
         self._input = self.interpreter.get_input_details()[0]
-        self._output = self.interpreter.get_output_details()[0]
         shape = list(self._input["shape"])
         if shape[1:] != [28, 28, 1]:
             raise UserError(f"{self.path}: input shape {shape} is not a 28x28x1 digit model's")
         self.meta = load_metadata(self.path)
+        # Each output's index and its spec in the metadata, whose sha256 ties it to this flatbuffer; only
+        # models exported since teaching exists have features, and only taught models an adaptation.
+        indices = {name: detail["index"] for name, detail in named_outputs(self.interpreter, str(self.path)).items()}
+        self._outputs = {PROBABILITIES: (indices[PROBABILITIES], self.meta["output"])}
+        if "features" in self.meta:
+            self._outputs[FEATURES] = (indices[FEATURES], self.meta["features"])
+        self.adapter = Adapter(self.meta["adaptation"]) if "adaptation" in self.meta else None
         self._batch = shape[0]
         self.interpreter.allocate_tensors()
 
+    @property
+    def has_features(self) -> bool:
+        return FEATURES in self._outputs
+
+    def outputs(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
+        """uint8 white-on-black (n, 28, 28) MNIST-framed pixels -> the base model's outputs, as float32:
+        (n, 10) probabilities and, in models exported with them, (n, d) features."""
+        self._invoke(pixels)
+        return {name: self._output(name) for name in self._outputs}
+
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        """uint8 white-on-black (n, 28, 28) MNIST-framed pixels -> (n, 10) class probabilities."""
+        """uint8 white-on-black (n, 28, 28) MNIST-framed pixels -> (n, 10) class probabilities,
+        adapted to the handwriting the model was taught, if it was (edge/adapt.py)."""
+        if self.adapter:
+            outputs = self.outputs(pixels)
+            return self.adapter(outputs[PROBABILITIES], outputs[FEATURES])
+        self._invoke(pixels)
+        return self._output(PROBABILITIES)
+
+    def _invoke(self, pixels: np.ndarray) -> None:
         batch = model_input(pixels, self.meta)
         if len(batch) != self._batch:
             self.interpreter.resize_tensor_input(self._input["index"], [len(batch), 28, 28, 1])
@@ -63,7 +96,10 @@ class DigitModel:
             self._batch = len(batch)
         self.interpreter.set_tensor(self._input["index"], batch)
         self.interpreter.invoke()
-        return probabilities(self.interpreter.get_tensor(self._output["index"]), self.meta)
+
+    def _output(self, name: str) -> np.ndarray:
+        index, spec = self._outputs[name]
+        return dequantize(self.interpreter.get_tensor(index), spec)
 
     def read(self, pixels: np.ndarray, threshold: float = 0.5, top_k: int = 3) -> list[Reading]:
         """Readings for a batch of framed digits; under `threshold` the answer is "no digit"."""

@@ -13,7 +13,7 @@ import tempfile
 
 import numpy as np
 
-from edge.metadata import VARIANTS
+from edge.metadata import FEATURES, PROBABILITIES, VARIANTS
 from export.source import INPUT_SHAPE
 
 OUTPUT_SHAPE = [1, 10]
@@ -22,8 +22,10 @@ OUTPUT_SHAPE = [1, 10]
 def inference_model(model):
     """The model as it ships: probabilities out, and any batch size after resize_tensor_input.
 
-    Keras' Flatten reshapes to (traced batch, n), baking batch 1 into the graph; a reshape to
-    (-1, n) keeps the fixed [1, 28, 28, 1] signature and still lets Python run whole batches.
+    A second output, `features`, is the input of the last (Dense) layer: the embedding that
+    teaching adapts (edge/adapt.py). Keras' Flatten reshapes to (traced batch, n), baking batch 1
+    into the graph; a reshape to (-1, n) keeps the fixed [1, 28, 28, 1] signature and still lets
+    Python run whole batches.
     """
     import keras
 
@@ -34,8 +36,14 @@ def inference_model(model):
     body = keras.models.clone_model(  # returning a layer itself shares it, weights included
         model, clone_function=lambda layer: BatchFlatten() if isinstance(layer, keras.layers.Flatten) else layer
     )
+    *layers, last = body.layers
+    if not isinstance(last, keras.layers.Dense):
+        raise ValueError(f"the model must end in a Dense layer (its input is the features output), not {last}")
     image = keras.Input(INPUT_SHAPE[1:], name="image")
-    return keras.Model(image, keras.layers.Softmax(name="probabilities")(body(image)))
+    features = image
+    for layer in layers:
+        features = layer(features)
+    return keras.Model(image, {PROBABILITIES: keras.layers.Softmax()(last(features)), FEATURES: features})
 
 
 def _write_saved_model(model, directory: str) -> None:
@@ -44,7 +52,7 @@ def _write_saved_model(model, directory: str) -> None:
 
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint("serving_default", lambda image: {"probabilities": model(image, training=False)},
+    archive.add_endpoint("serving_default", lambda image: model(image, training=False),
                          input_signature=[tf.TensorSpec(INPUT_SHAPE, tf.float32, name="image")])
     archive.write_out(directory, verbose=False)
 
@@ -83,7 +91,10 @@ def check_io(io: dict, variant: str, pixel_scaling: dict) -> list[str]:
     """How a flatbuffer's tensors break the contract, if they do: fixed shapes; float32 in and out, or
     for int8 uint8 in and out with the input quantized exactly as pixel_scaling maps raw pixels."""
     want = "uint8" if variant == "int8" else "float32"
-    problems = [f"{t} is {io[t]['dtype']}, not {want}" for t in ("input", "output") if io[t]["dtype"] != want]
+    problems = [f"{t} is {io[t]['dtype']}, not {want}" for t in ("input", "output", "features")
+                if io[t]["dtype"] != want]
+    if io["features"]["shape"][0] != 1 or len(io["features"]["shape"]) != 2:
+        problems.append(f"features shape is {io['features']['shape']}, not [1, n]")
     for tensor, shape in (("input", INPUT_SHAPE), ("output", OUTPUT_SHAPE)):
         if io[tensor]["shape"] != shape:
             problems.append(f"{tensor} shape is {io[tensor]['shape']}, not {shape}")

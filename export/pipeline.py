@@ -11,13 +11,14 @@ from typing import Iterator
 import numpy as np
 
 from digitcnn.data import Mnist, load_mnist
+from edge.adapt import feature_statistics
 from edge.atomic import atomic_write, write_json
 from edge.metadata import build_metadata, embed_metadata, model_input, sidecar_path
 from export.calibration import representative_images
 from export.convert import check_io, convert_variants
 from export.latency import latency_per_image
 from export.source import Source, find_source, float_input_spec, keras_probabilities, load_keras_model
-from export.verify import tensor_specs, verify
+from export.verify import features, predict, tensor_specs, verify
 
 
 @dataclass(frozen=True)
@@ -40,22 +41,26 @@ def export_run(path: str | os.PathLike, variants: list[str], out: str | os.PathL
     """
     source = find_source(path)  # before TensorFlow's slow import, so bad paths fail fast
     model = load_keras_model(source)
-    mnist = load_mnist(data, train="int8" in variants)
+    mnist = load_mnist(data)
     keras_probs = keras_probabilities(model, mnist.x_test, source.pixel_scaling)
+    reference = representative_images(mnist.x_train, mnist.y_train)  # int8 calibration, and teaching's anchors
     calibration = None
     if "int8" in variants:
         calibration_io = {"pixel_scaling": source.pixel_scaling, "input": float_input_spec()}
-        calibration = model_input(representative_images(mnist.x_train, mnist.y_train), calibration_io)
+        calibration = model_input(reference[0], calibration_io)
     out_dir = Path(out) if out else source.run_dir
     for variant, flatbuffer in convert_variants(model, variants, calibration).items():
-        yield _finish(variant, flatbuffer, source, mnist, keras_probs, out_dir, max_drop)
+        yield _finish(variant, flatbuffer, source, mnist, keras_probs, reference, out_dir, max_drop)
 
 
 def _finish(variant: str, flatbuffer: bytes, source: Source, mnist: Mnist, keras_probs: np.ndarray,
-            out_dir: Path, max_drop: float) -> Exported:
+            reference: tuple[np.ndarray, np.ndarray], out_dir: Path, max_drop: float) -> Exported:
     io = tensor_specs(flatbuffer)
     io_meta = {"pixel_scaling": source.pixel_scaling, **io}
     scores = verify(flatbuffer, io_meta, mnist.x_test, mnist.y_test, keras_probs)
+    pixels, labels = reference
+    io["features"].update(feature_statistics(features(flatbuffer, pixels, io_meta),
+                                             predict(flatbuffer, pixels, io_meta), labels))
     one_image = model_input(mnist.x_test[:1], io_meta)
     path = out_dir / f"model_{variant}.tflite"
     problems = check_io(io, variant, source.pixel_scaling)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
-from edge.metadata import model_input, probabilities
+from edge.metadata import FEATURES, PROBABILITIES, dequantize, model_input, probabilities
+from edge.runner import named_outputs
 
 
 def resize(interpreter: Interpreter, batch: int) -> None:
@@ -26,7 +27,8 @@ def load_interpreter(model: bytes, batch: int = 1, threads: int = 1) -> Interpre
 
 
 def tensor_specs(model: bytes) -> dict:
-    """The input and output tensors as metadata records them (scale and zero point null for floats)."""
+    """The input, output (probabilities) and features tensors as metadata records them (scale and zero
+    point null for floats)."""
     interpreter = Interpreter(model_content=model)
 
     def spec(detail: dict) -> dict:
@@ -35,13 +37,16 @@ def tensor_specs(model: bytes) -> dict:
         return {"shape": detail["shape_signature"].tolist(), "dtype": np.dtype(detail["dtype"]).name,
                 "scale": float(scale) if quantized else None, "zero_point": int(zero_point) if quantized else None}
 
-    return {"input": spec(interpreter.get_input_details()[0]), "output": spec(interpreter.get_output_details()[0])}
+    outputs = named_outputs(interpreter, "converted model")
+    return {"input": spec(interpreter.get_input_details()[0]), "output": spec(outputs[PROBABILITIES]),
+            "features": spec(outputs[FEATURES])}
 
 
-def run(model: bytes, inputs: np.ndarray, batch: int = 500, threads: int = 1) -> np.ndarray:
-    """Raw output tensors for model inputs (n, 28, 28, 1), `batch` images per invoke."""
+def run(model: bytes, inputs: np.ndarray, batch: int = 500, threads: int = 1, output: str = PROBABILITIES) -> np.ndarray:
+    """Raw tensors of the named output for model inputs (n, 28, 28, 1), `batch` images per invoke."""
     interpreter = load_interpreter(model, min(batch, len(inputs)), threads)
-    index_in, index_out = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
+    index_in = interpreter.get_input_details()[0]["index"]
+    index_out = named_outputs(interpreter, "converted model")[output]["index"]
     outputs = []
     for start in range(0, len(inputs), batch):
         chunk = inputs[start : start + batch]
@@ -56,6 +61,11 @@ def run(model: bytes, inputs: np.ndarray, batch: int = 500, threads: int = 1) ->
 def predict(model: bytes, pixels: np.ndarray, meta: dict) -> np.ndarray:
     """Class probabilities for uint8 images; `meta` holds at least pixel_scaling, input and output."""
     return probabilities(run(model, model_input(pixels, meta)), meta)
+
+
+def features(model: bytes, pixels: np.ndarray, meta: dict) -> np.ndarray:
+    """The features output (dequantized) for uint8 images; `meta` holds pixel_scaling, input and features."""
+    return dequantize(run(model, model_input(pixels, meta), output=FEATURES), meta["features"])
 
 
 def verify(model: bytes, meta: dict, pixels: np.ndarray, labels: np.ndarray, keras_probs: np.ndarray) -> dict:

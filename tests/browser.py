@@ -92,20 +92,25 @@ def answers(page) -> int:
     return int(page.evaluate("window.digitcnn.latencies.length"))
 
 
-def draw(page, strokes: list[list[tuple[float, float]]], steps: int = 6) -> dict:
-    """Draws with mouse events, stroke by stroke (each stroke's end is read); returns the last answer."""
+def trace(page, stroke: list[tuple[float, float]], steps: int = 6) -> None:
+    """Draws one stroke on the pad with mouse events."""
     box = page.locator("#pad").bounding_box()
 
     def at(x: float, y: float) -> tuple[float, float]:
         return box["x"] + x * box["width"], box["y"] + y * box["height"]
 
+    page.mouse.move(*at(*stroke[0]))
+    page.mouse.down()
+    for (x0, y0), (x1, y1) in zip(stroke, stroke[1:]):
+        for i in range(1, steps + 1):
+            page.mouse.move(*at(x0 + (x1 - x0) * i / steps, y0 + (y1 - y0) * i / steps))
+    page.mouse.up()
+
+
+def draw(page, strokes: list[list[tuple[float, float]]], steps: int = 6) -> dict:
+    """Draws stroke by stroke (each stroke's end is read); returns the last answer."""
     for stroke in strokes:
         before = answers(page)
-        page.mouse.move(*at(*stroke[0]))
-        page.mouse.down()
-        for (x0, y0), (x1, y1) in zip(stroke, stroke[1:]):
-            for i in range(1, steps + 1):
-                page.mouse.move(*at(x0 + (x1 - x0) * i / steps, y0 + (y1 - y0) * i / steps))
-        page.mouse.up()
+        trace(page, stroke, steps)
         page.wait_for_function(f"window.digitcnn.latencies.length > {before}")
     return page.evaluate("window.digitcnn.answer")

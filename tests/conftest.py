@@ -81,3 +81,29 @@ def int8_model(small_run: Path) -> Path:
     """The small run exported as int8 (lenient --max-drop: the model is weak on purpose)."""
     run_cli("export", str(small_run), "--quantize", "int8", "--max-drop", "5")
     return small_run / "model_int8.tflite"
+
+
+@pytest.fixture(scope="session")
+def featureless_model(small_run: Path, int8_model: Path, tmp_path_factory) -> Path:
+    """The small run exported as before teaching existed: one output, `probabilities`, and metadata
+    without `features` (float32, converted the way export then did)."""
+    import keras
+    import tensorflow as tf
+
+    from edge import metadata as md
+
+    model = keras.saving.load_model(small_run / "model.keras", compile=False)
+    saved = tmp_path_factory.mktemp("saved_model")
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", lambda image: {"probabilities": keras.ops.softmax(model(image))},
+                         input_signature=[tf.TensorSpec([1, 28, 28, 1], tf.float32, name="image")])
+    archive.write_out(str(saved), verbose=False)
+    flatbuffer = tf.lite.TFLiteConverter.from_saved_model(str(saved)).convert()
+    meta = {k: v for k, v in md.load_metadata(int8_model).items() if k != "features"}
+    float_spec = {"dtype": "float32", "scale": None, "zero_point": None}
+    meta.update(variant="float32", input={**meta["input"], **float_spec}, output={**meta["output"], **float_spec},
+                sha256=md.sha256(flatbuffer))
+    path = tmp_path_factory.mktemp("featureless") / "model_float32.tflite"
+    path.write_bytes(md.embed_metadata(flatbuffer, meta))
+    return path

@@ -14,7 +14,9 @@ import pytest
 
 from conftest import run_cli
 from edge import metadata as md
+from edge.adapt import unit
 from edge.errors import UserError
+from edge.runner import named_outputs
 
 Interpreter = pytest.importorskip("ai_edge_litert.interpreter").Interpreter
 
@@ -33,15 +35,15 @@ def test_images(mnist_npz: Path) -> tuple[np.ndarray, np.ndarray]:
         return npz["x_test"], npz["y_test"]
 
 
-def _outputs(model: bytes, inputs: np.ndarray) -> np.ndarray:
-    """Raw outputs for a whole batch at once, batch size set by resize_tensor_input."""
+def _outputs(model: bytes, inputs: np.ndarray, output: str = md.PROBABILITIES) -> np.ndarray:
+    """Raw tensors of the named output for a whole batch at once, batch size set by resize_tensor_input."""
     interpreter = Interpreter(model_content=model)
     detail = interpreter.get_input_details()[0]
     interpreter.resize_tensor_input(detail["index"], inputs.shape)
     interpreter.allocate_tensors()
     interpreter.set_tensor(detail["index"], inputs)
     interpreter.invoke()
-    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    return interpreter.get_tensor(named_outputs(interpreter, "model")[output]["index"])
 
 
 def test_every_variant_is_written_with_its_row_in_the_table(exported):
@@ -78,8 +80,8 @@ def test_int8_takes_raw_pixels_and_gives_uint8(exported, test_images, small_run)
     pixels, _ = test_images
     model = (out / "model_int8.tflite").read_bytes()
     interpreter = Interpreter(model_content=model)
-    (inp,), (outp,) = interpreter.get_input_details(), interpreter.get_output_details()
-    assert inp["dtype"] == np.uint8 and outp["dtype"] == np.uint8
+    (inp,), outputs = interpreter.get_input_details(), named_outputs(interpreter, "int8")
+    assert inp["dtype"] == np.uint8 and {o["dtype"] for o in outputs.values()} == {np.uint8}
     scaling = json.loads((small_run / "metrics.json").read_text())["pixel_scaling"]
     assert inp["quantization"][0] == pytest.approx(scaling["scale"], rel=1e-6)
     assert inp["quantization"][1] == round(-scaling["offset"] / scaling["scale"]) == 0
@@ -112,6 +114,33 @@ def test_int8_and_float32_agree_with_keras(exported, test_images, small_run):
     assert scores["images"] == 10_000 and scores["agreement"] >= 0.99
     assert abs(scores["test_accuracy"] - scores["keras_test_accuracy"]) <= 0.001
     assert md.load_metadata(out / "model_float32.tflite")["verification"]["agreement"] == 1.0
+
+
+def test_features_are_the_penultimate_layer_found_by_name(exported, test_images, small_run):
+    """Every variant's second output is the last Dense layer's input, described with the statistics
+    teaching starts from; the converter lists it first, so only its name finds it."""
+    import keras
+
+    out, _ = exported
+    pixels, labels = test_images
+    keras_model = keras.saving.load_model(small_run / "model.keras", compile=False)
+    penultimate = keras.Model(keras_model.inputs[0], keras_model.layers[-1].input)
+    meta = md.load_metadata(out / "model_float32.tflite")
+    inputs = md.model_input(pixels[:50], meta)
+    expected = keras.ops.convert_to_numpy(penultimate(inputs))
+    model = (out / "model_float32.tflite").read_bytes()
+    np.testing.assert_allclose(_outputs(model, inputs, md.FEATURES), expected, atol=1e-4)
+    assert Interpreter(model_content=model).get_output_details()[0]["shape"].tolist() == [1, expected.shape[1]]
+    for variant in md.VARIANTS:
+        features = md.load_metadata(out / f"model_{variant}.tflite")["features"]
+        assert features["shape"] == [1, expected.shape[1]] and len(features["class_means"]) == 10
+        means = np.array(features["class_means"])
+        np.testing.assert_allclose(np.linalg.norm(means, axis=1), 1, atol=1e-3)
+        # Each digit's mean direction is nearest its own digit's images (the anchors teaching uses).
+        found = md.dequantize(_outputs((out / f"model_{variant}.tflite").read_bytes(),
+                                       md.model_input(pixels[:500], md.load_metadata(out / f"model_{variant}.tflite")),
+                                       md.FEATURES), features)
+        assert np.mean((unit(found, np.array(features["mean"])) @ means.T).argmax(axis=1) == labels[:500]) > 0.8
 
 
 def test_small_lenet5_int8_is_under_80_kb(exported):
@@ -159,6 +188,13 @@ def test_embedded_metadata_round_trips_and_the_file_still_runs(exported, test_im
     (lambda m: m["labels"].pop(), "labels"),
     (lambda m: m["verification"].update(agreement=1.5), "verification.agreement"),
     (lambda m: m.update(sha256="abc"), "sha256"),
+    (lambda m: m["features"].pop("mean"), "features.mean"),
+    (lambda m: m["features"]["class_means"].pop(), "features.class_means"),
+    (lambda m: m["features"].update(shape=[1]), "features.shape"),
+    (lambda m: m.update(adaptation={"version": 1, "samples": [0] * 10}), "adaptation.samples"),
+    (lambda m: m.update(adaptation={"version": 1, "samples": [1] * 10, "center": m["features"]["mean"],
+                                    "weights": [[0.0] * 3] * 10}), "adaptation.weights"),
+    (lambda m: m.pop("features") and m.update(adaptation={}), "features.shape"),
 ])
 def test_bad_metadata_is_a_one_line_error_naming_the_field(exported, change, field):
     out, _ = exported

@@ -1,6 +1,7 @@
 // The phone page: draw, photograph or film a digit; the model answers in the browser, else the server does.
-import {loadModel} from './model.js';
+import {answer as reply, loadModel} from './model.js';
 import {SIZE, toMnist} from './preprocess.js';
+import {Teacher} from './teach.js';
 
 const $ = (id) => document.getElementById(id);
 const pad = $('pad');
@@ -15,9 +16,10 @@ const BRUSH = 1 / 14;  // of the pad's side: a finger's stroke, about MNIST's 2 
 const PHOTO_SIDE = 1024;  // photos are read at this long side at most, as edge/preprocess.py LOAD_SIDE
 const CAMERA_ROI = 0.6;  // the centred square read from the live camera (`camera --roi`)
 
-// State the tests and the benchmark read: which path answered, how fast, when the model was ready.
-const state = window.digitcnn = {path: null, answer: null, pixels: null, latencies: [], preprocessMs: [], readyAt: null, error: null};
-let model = null;
+// State the tests and the benchmark read: which path and model answered, how fast, when the model was ready.
+const state = window.digitcnn = {path: null, model: null, answer: null, pixels: null, latencies: [], preprocessMs: [],
+                                 readyAt: null, error: null, teach: {}};
+let teacher = null;  // the model in the browser, adapted or not (web/teach.js); null while the server answers
 const forceServer = new URLSearchParams(location.search).has('server');
 
 let showingPhoto = false;
@@ -37,12 +39,15 @@ async function read(image, upload, start = performance.now()) {
   const pixels = toMnist(image);
   state.preprocessMs.push(performance.now() - start);
   let answer;
-  if (model) {
-    answer = pixels ? await model.read(pixels) : {digit: null, confidence: 0, top: []};
+  if (teacher) {
+    const read = pixels ? await teacher.probabilities(pixels) : null;
+    answer = read ? reply(read.probabilities) : {digit: null, confidence: 0, top: []};
     state.path = 'browser';
+    state.model = read?.adapted ? 'adapted' : 'base';
   } else {
     answer = await askServer(await upload());
     state.path = 'server';
+    state.model = null;  // the server's model, adapted or not: its metadata says
   }
   show(answer, pixels);
   const ms = performance.now() - start;
@@ -50,7 +55,7 @@ async function read(image, upload, start = performance.now()) {
   state.pixels = pixels && Array.from(pixels);
   state.latencies.push(ms);  // last: a new entry means the answer above is complete
   $('status').textContent = `answered by ${state.path === 'browser' ? 'this device (LiteRT.js)' : 'the server'}`
-    + ` in ${ms.toFixed(1)} ms`;
+    + `${state.path === 'browser' ? `, ${state.model} model` : ''} in ${ms.toFixed(1)} ms`;
 }
 
 async function askServer(blob) {
@@ -107,7 +112,7 @@ for (const type of ['pointerup', 'pointercancel']) {
   pad.addEventListener(type, (e) => {
     if (!last) return;
     last = null;
-    readPad(e.timeStamp);
+    if (!teacher?.active) readPad(e.timeStamp);  // while teaching, "Next" takes the drawing
   });
 }
 
@@ -205,6 +210,37 @@ function stopCamera() {
   $('camera').textContent = 'Camera';
 }
 
+// Teaching (web/teach.js): the pad collects samples instead of being read, the buttons change.
+const teachingUi = {
+  pixels: () => toMnist(ink.getImageData(0, 0, READ_SIDE, READ_SIDE)),
+  clear: clearPad,
+  prompt: (text) => {
+    $('digit').textContent = text;
+    $('confidence').textContent = 'then Next';
+  },
+  changed: ({active, canTeach, samples, says}) => {
+    $('digit').classList.toggle('prompt', active);
+    if (!active) show({digit: null, confidence: 0, top: []}, null);
+    for (const id of ['skip', 'next', 'done']) $(id).hidden = !active;
+    $('teach').hidden = active || !canTeach;
+    for (const id of ['forget', 'export']) $(id).hidden = active || samples === 0;
+    $('taught').textContent = says;
+  },
+};
+const teaching = (action) => () => action().catch(failed);
+$('teach').addEventListener('click', () => { stopCamera(); teacher.start(); });
+$('next').addEventListener('click', teaching(() => teacher.next()));
+$('skip').addEventListener('click', teaching(() => teacher.skip()));
+$('done').addEventListener('click', teaching(() => teacher.done()));
+$('forget').addEventListener('click', teaching(() => teacher.forget()));
+$('export').addEventListener('click', () => {
+  const link = document.createElement('a');
+  link.href = URL.createObjectURL(teacher.exportSamples());
+  link.download = 'digitcnn-samples.zip';
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(link.href), 1000);
+});
+
 /** Runs the pipeline on a sample stroke while idle, so the first real stroke meets compiled code. */
 function warmUp() {
   const canvas = new OffscreenCanvas(READ_SIDE, READ_SIDE);
@@ -224,8 +260,10 @@ if (forceServer) {
   $('status').textContent = 'the server answers (?server)';
   state.readyAt = performance.now();
 } else {
-  loadModel().then((loaded) => {
-    model = loaded;
+  loadModel().then(async (loaded) => {
+    const taught = new Teacher(loaded, teachingUi, state);
+    await taught.refresh();  // adapts to samples kept from an earlier visit, if any
+    teacher = taught;
     state.readyAt = performance.now();
     $('status').textContent = 'ready: the model runs on this device';
     requestIdleCallback(warmUp);

@@ -6,34 +6,47 @@ globalThis.Module = {printErr: (text) => { if (!/^(INFO|WARNING):/.test(text)) c
 
 const TOP_K = 3;
 const THRESHOLD = 0.5;  // as edge/runner.py: under this confidence the answer is "no digit"
+// Output names in the model's signature (edge/metadata.py PROBABILITIES, FEATURES): never by position.
+const PROBABILITIES = 'probabilities';
+const FEATURES = 'features';
 
-/** Loads the runtime, the served model and its metadata; resolves to {read(pixels)}. */
+/**
+ * Loads the runtime, the served model and its metadata; resolves to {meta, run(pixels)}, where run
+ * gives {probabilities, features} (features only from models exported with them, as `meta.features` says).
+ */
 export async function loadModel() {
   const [meta] = await Promise.all([
     fetch('/model.json').then((r) => r.json()),
     loadLiteRt('/node_modules/@litertjs/core/wasm/'),
   ]);
   const model = await loadAndCompile('/model.tflite', {accelerator: 'wasm'});
-  return {meta, read: async (pixels) => answer(await probabilities(model, meta, pixels))};
+  return {meta, run: (pixels) => outputs(model, meta, pixels)};
 }
 
-/** 784 uint8 MNIST-framed pixels -> 10 probabilities (edge/metadata.py model_input, probabilities). */
-async function probabilities(model, meta, pixels) {
-  const {input, output, pixel_scaling: scaling} = meta;
+/** Real values of a raw output tensor (edge/metadata.py dequantize). */
+function dequantize(raw, spec) {
+  return Float32Array.from(raw, (v) => (spec.scale === null ? v : (v - spec.zero_point) * spec.scale));
+}
+
+/** 784 uint8 MNIST-framed pixels -> {probabilities: 10 floats, features?: d floats} (edge/runner.py outputs). */
+async function outputs(model, meta, pixels) {
+  const {input, pixel_scaling: scaling} = meta;
   const values = Float32Array.from(pixels, (p) => p * scaling.scale + scaling.offset);
   const data = input.scale === null ? values
     : Uint8Array.from(values, (v) => Math.min(255, Math.max(0, Math.round(v / input.scale + input.zero_point))));
   const tensor = new Tensor(data, input.shape);
-  const [result] = await model.run(tensor);
-  const raw = result.toTypedArray();
+  const results = await model.run({[model.getInputDetails()[0].name]: tensor});
+  const specs = {[PROBABILITIES]: meta.output, ...(meta.features ? {[FEATURES]: meta.features} : {})};
+  const found = {};
+  for (const [name, spec] of Object.entries(specs)) found[name] = dequantize(results[name].toTypedArray(), spec);
   tensor.delete();
-  result.delete();
-  return Array.from(raw, (v) => (output.scale === null ? v : (v - output.zero_point) * output.scale));
+  Object.values(results).forEach((t) => t.delete());
+  return found;
 }
 
 /** The same object as `predict --json` (edge/runner.py Reading.as_json), without "file". */
 export function answer(probs) {
-  const order = probs.map((p, d) => [d, p]).sort((a, b) => b[1] - a[1] || a[0] - b[0]).slice(0, TOP_K);
+  const order = Array.from(probs, (p, d) => [d, p]).sort((a, b) => b[1] - a[1] || a[0] - b[0]).slice(0, TOP_K);
   const confidence = order[0][1];
   const round = (p) => Math.round(p * 1e4) / 1e4;
   return {digit: confidence >= THRESHOLD ? order[0][0] : null, confidence: round(confidence),
