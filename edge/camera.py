@@ -252,7 +252,7 @@ class Summary:
     answered: int = 0
 
     def __str__(self) -> str:
-        return f"{self.read} frames read, {self.skipped} skipped, {self.answered} answered"
+        return f"frames: {self.read} read, {self.skipped} skipped, {self.answered} answered"
 
 
 def centre_roi(frame: np.ndarray, fraction: float) -> tuple[int, int, int, int]:

@@ -4,7 +4,8 @@ uvicorn has no deadline for a request to arrive (Kludex/uvicorn#157): its keep-a
 on every byte, so a client trickling a header or a body one byte at a time holds a connection for
 ever, and enough of them hold every connection the server allows. Here a request's headers must
 arrive within `headers_seconds` of the connection opening (or of the previous answer), and its body
-within `body_seconds` more; a connection that misses either gets a 408 and is closed. The app's own
+within `body_seconds` more; a connection that misses either is closed (with a 408 if part of a
+request came). The app's own
 body deadline (edge/serve.py) is shorter and answers first for uploads it reads; this one covers
 bodies nobody reads. uvicorn answers its `limit_concurrency` and malformed requests in plain text:
 the same limit is enforced here, and both refusals are `{"error": ...}` like every other.
@@ -77,7 +78,8 @@ class GuardedProtocol(H11Protocol):
         self._deadline = None
         if self.transport.is_closing() or self.conn.their_state not in _WAITING:
             return
-        if self.conn.our_state is h11.IDLE:  # nothing answered yet: say why before closing
+        started = self.conn.their_state is h11.SEND_BODY or self.conn.trailing_data[0]
+        if started and self.conn.our_state is h11.IDLE:  # part of a request, not answered: say why
             self.transport.write(_error_bytes(408, "Request Timeout", "request took too long to arrive"))
         self.transport.close()
 

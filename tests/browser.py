@@ -48,8 +48,11 @@ def missing() -> str | None:
 
 
 @contextmanager
-def serving(model: str | Path) -> Iterator[str]:
-    """The phone page's server for `model`, in a thread, set up as `serve` sets it up; yields its base URL."""
+def serving(model: str | Path, **config) -> Iterator[str]:
+    """The phone page's server for `model`, in a thread, set up as `serve` sets it up; yields its base URL.
+
+    `config` overrides uvicorn settings (a test's connection limit, a protocol with short deadlines).
+    """
     import uvicorn
 
     from edge.serve import create_app, server_config
@@ -57,7 +60,10 @@ def serving(model: str | Path) -> Iterator[str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(server_config(create_app(model), "127.0.0.1", port))
+    settings = server_config(create_app(model), "127.0.0.1", port)
+    for name, value in config.items():
+        setattr(settings, name, value)
+    server = uvicorn.Server(settings)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
