@@ -88,12 +88,16 @@ class GuardedProtocol(H11Protocol):
         self._arm(self.headers_seconds)
 
     def data_received(self, data: bytes) -> None:
-        waiting_for_headers = self.conn.their_state is h11.IDLE
+        cycle, before = self.cycle, self.conn.their_state
         super().data_received(data)
         state = self.conn.their_state
-        if state is h11.SEND_BODY and waiting_for_headers:
+        if state is before and self.cycle is cycle:
+            return
+        if state is h11.SEND_BODY:
             self._arm(self.body_seconds)
-        elif state not in _WAITING:
+        elif state is h11.IDLE:  # a body read after its answer (and discarded): the next request's headers
+            self._arm(self.headers_seconds)
+        else:
             self._disarm()
 
     def on_response_complete(self) -> None:

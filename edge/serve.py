@@ -109,8 +109,20 @@ def _gzipped(path: Path) -> tuple[bytes, str]:
 
 
 def _error(status: int, message: str, *, close: bool = False) -> JSONResponse:
-    """The one error shape; `close` for refusals that leave the request's body unread."""
+    """The one error shape; `close` ends the connection instead of reading the rest of the body."""
     return JSONResponse({"error": message}, status_code=status, headers={"Connection": "close"} if close else None)
+
+
+def _refusal(headers: Headers, status: int, message: str) -> JSONResponse:
+    """An error that leaves the request's body unread.
+
+    When the body's declared length is within the limit, uvicorn reads and discards the rest, so a
+    client that sends its whole body before reading (browsers, most HTTP libraries) gets this answer
+    rather than a reset connection. A body of unknown or excessive length is not read: the
+    connection is closed.
+    """
+    declared = headers.get("content-length", "")
+    return _error(status, message, close=not (declared.isdigit() and int(declared) <= MAX_UPLOAD + FORM_OVERHEAD))
 
 
 async def _limited(request: Request) -> AsyncIterator[bytes]:
@@ -192,8 +204,9 @@ class _Guard:
                 MutableHeaders(scope=message).update(self.headers)
             await send(message)
 
-        if scope["method"] not in SAFE_METHODS and not _same_origin(Headers(scope=scope), scope["scheme"]):
-            refusal = _error(403, "cross-origin request refused: use the page this server serves", close=True)
+        headers = Headers(scope=scope)
+        if scope["method"] not in SAFE_METHODS and not _same_origin(headers, scope["scheme"]):
+            refusal = _refusal(headers, 403, "cross-origin request refused: use the page this server serves")
             return await refusal(scope, receive, marked)
         await self.app(scope, receive, marked)
 
@@ -232,7 +245,9 @@ def create_app(model_path: str | Path, *, web: Path = WEB, node_modules: Path = 
                     logging.getLogger("uvicorn.error").warning(unexpected(name, e))
                     return _error(500, unexpected(name, e))
         except Busy:
-            return _error(503, "server busy: every worker is reading an image; try again", close=True)
+            busy = _refusal(request.headers, 503, "server busy: every worker is reading an image; try again")
+            busy.headers["Retry-After"] = "1"
+            return busy
         except PayloadTooLarge as e:
             return _error(413, e.message, close=True)
         except asyncio.TimeoutError:
@@ -240,9 +255,9 @@ def create_app(model_path: str | Path, *, web: Path = WEB, node_modules: Path = 
         except ClientDisconnect:
             return _error(400, "upload interrupted", close=True)
         except MultiPartException as e:
-            return _error(400, f"bad multipart form ({e.message})", close=True)
+            return _refusal(request.headers, 400, f"bad multipart form ({e.message})")
         except UserError as e:
-            return _error(400, str(e), close=True)
+            return _refusal(request.headers, 400, str(e))
         return JSONResponse(answer, status_code=415 if "error" in answer else 200)
 
     async def runtime(request: Request) -> Response:

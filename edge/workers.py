@@ -21,6 +21,9 @@ from edge.predict import read_digit
 from edge.runner import DigitModel
 
 
+WORKER_NICENESS = 10
+
+
 class Busy(Exception):
     """Every worker is busy and the queue is full: the caller answers 503 at once."""
 
@@ -28,6 +31,13 @@ class Busy(Exception):
 def default_workers() -> int:
     """One worker per core this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _yield_to_the_loop() -> None:
+    """Lower this worker thread's CPU priority (Linux sets it per thread), so that when the cores are
+    all busy the event loop still runs at once: the page stays quick while images queue."""
+    if hasattr(os, "setpriority") and hasattr(threading, "get_native_id"):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WORKER_NICENESS)
 
 
 class Workers:
@@ -38,7 +48,7 @@ class Workers:
         self.taken = 0  # touched on the event loop only
         self._model_path = model_path
         self._local = threading.local()
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="predict")
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="predict", initializer=_yield_to_the_loop)
 
     @contextlib.contextmanager
     def place(self) -> Iterator[None]:
