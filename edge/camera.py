@@ -143,6 +143,7 @@ class PiCameraSource(Source):
             from picamera2 import Picamera2
         except ImportError:
             raise UserError("picamera2 is missing: on Raspberry Pi OS, sudo apt install python3-picamera2") from None
+
         def start():
             camera = Picamera2()
             try:

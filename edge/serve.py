@@ -242,8 +242,9 @@ def create_app(model_path: str | Path, *, web: Path = WEB, node_modules: Path = 
                 try:
                     answer = await readers.read_digit(name, data)
                 except Exception as e:  # noqa: BLE001  a decoder's bug, a MemoryError: this upload's answer
-                    logging.getLogger("uvicorn.error").warning(unexpected(name, e))
-                    return _error(500, unexpected(name, e))
+                    message = unexpected(name, e)
+                    logging.getLogger("uvicorn.error").warning(message)
+                    return _error(500, message)
         except Busy:
             busy = _refusal(request.headers, 503, "server busy: every worker is reading an image; try again")
             busy.headers["Retry-After"] = "1"

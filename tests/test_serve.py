@@ -345,6 +345,17 @@ def test_a_full_queue_is_answered_503_and_the_page_still_loads(int8_model, fake_
     assert not timed_out.is_set()  # the page loaded while the worker was held, not after it gave up
 
 
+def test_an_unexpected_failure_is_that_uploads_json_500(client, digit_png, monkeypatch):
+    def broken(model, data, name):
+        raise MemoryError("cannot allocate")
+
+    monkeypatch.setattr(workers, "read_digit", broken)
+    answer = upload(client, digit_png)
+    assert answer.status_code == 500 and answer.json() == {"error": "digit.png: unexpected MemoryError (cannot allocate)"}
+    monkeypatch.undo()
+    assert upload(client, digit_png).status_code == 200  # the worker and the server go on
+
+
 def test_a_stalled_upload_is_answered_408(app, digit_png, monkeypatch):
     monkeypatch.setattr(serve, "BODY_SECONDS", 0.2)
     body, content_type = form(digit_png)
