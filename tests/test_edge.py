@@ -287,8 +287,8 @@ def test_a_failing_capture_ends_the_run_with_one_line(int8_model, live):
     result = run_patched(FAILING_SOURCE.format(live=live), "camera", str(int8_model), "--headless")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     (message,) = _messages(result.stderr)
-    answered = len(_answers(result.stdout))  # a live camera drops a frame nobody took yet, a file never
-    assert answered in ((1, 2) if live else (2,))
+    answered = len(_answers(result.stdout))  # a live camera drops frames nobody took yet, a file never
+    assert answered in ((0, 1, 2) if live else (2,))
     assert message == f"Error: test camera: unexpected RuntimeError (sensor fell off); " \
                       f"frames: {answered} read, 0 skipped, {answered} answered"
 
