@@ -397,8 +397,9 @@ def strict_server(int8_model):
 
 @pytest.fixture(scope="module")
 def crowded_server(int8_model):
-    """The real server with room for one connection."""
-    with serving(int8_model, limit_concurrency=1) as url:
+    """The real server with room for one connection, which it keeps open a minute when idle."""
+    patient = type("Patient", (GuardedProtocol,), {"headers_seconds": 60})
+    with serving(int8_model, http=patient, limit_concurrency=1, timeout_keep_alive=60) as url:
         yield urlsplit(url).hostname, urlsplit(url).port
 
 
