@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,8 +21,8 @@ from typing import Iterator
 from edge.predict import read_digit
 from edge.runner import DigitModel
 
-
 WORKER_NICENESS = 10
+"""How much lower a worker thread's CPU priority is than the event loop's."""
 
 
 class Busy(Exception):
@@ -34,10 +35,11 @@ def default_workers() -> int:
 
 
 def _yield_to_the_loop() -> None:
-    """Lower this worker thread's CPU priority (Linux sets it per thread), so that when the cores are
-    all busy the event loop still runs at once: the page stays quick while images queue."""
-    if hasattr(os, "setpriority") and hasattr(threading, "get_native_id"):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WORKER_NICENESS)
+    """Lower this worker thread's CPU priority, so that when the cores are all busy the event loop
+    still runs at once: the page stays quick while images queue. On Linux, nice values are per
+    thread; elsewhere this would slow the whole server, so it is left alone."""
+    if sys.platform == "linux":
+        os.nice(WORKER_NICENESS)
 
 
 class Workers:
