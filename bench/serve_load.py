@@ -228,6 +228,7 @@ def main(model: str, clients: int, total: int) -> None:
         jobs.put((kind, *kinds[kind][i // len(MIX) % len(kinds[kind])]))
         mix[kind] += 1
     port = _free_port()
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryFile("w+") as log:
         server = subprocess.Popen([sys.executable, "-m", "edge", "serve", model, "--port", str(port)], cwd=ROOT,
                                   stdout=subprocess.DEVNULL, stderr=log)
@@ -298,6 +299,7 @@ def main(model: str, clients: int, total: int) -> None:
         "page_max_ms": round(max(page_ms), 1),
         "server_peak_rss_mb": round(peak_rss, 1),
         "server_log": server_log[:10],  # warnings, and any traceback (there should be none)
+        "load_average_before_after": [round(load_before, 1), round(os.getloadavg()[0], 1)],  # other jobs too
     }
     result["targets_met"] = {
         "no_5xx": server_errors == TARGETS["server_errors"],
