@@ -62,7 +62,7 @@ def _camera_fps(model: str, threads: int | None, frames: int = 300) -> float:
         writer.release()
         digit_model = DigitModel(model, threads)
         t0 = time.perf_counter()
-        count = run(digit_model, open_source(video), emit=lambda line: None)
+        count = run(digit_model, open_source(video), emit=lambda line: None).read
         return count / (time.perf_counter() - t0)
 
 

@@ -87,8 +87,9 @@ def camera(model: str, source: str, headless: bool, roi: float, max_frames: int 
     from edge.runner import DigitModel
 
     digit_model = DigitModel(model, threads)
-    run(digit_model, open_source(source), roi_fraction=roi, threshold=threshold, max_frames=max_frames,
-        show=not headless, emit=click.echo)
+    summary = run(digit_model, open_source(source, warn=lambda message: click.echo(message, err=True)),
+                  roi_fraction=roi, threshold=threshold, max_frames=max_frames, show=not headless, emit=click.echo)
+    click.echo(str(summary), err=True)
 
 
 @click.command()
@@ -108,15 +109,16 @@ def bench(model: str, threads: int | None, seconds: float) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; 0.0.0.0 lets phones on the same network in.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
-def serve(model: str, host: str, port: int) -> None:
+@click.option("--workers", type=click.IntRange(min=1), help="Threads reading uploaded images (default: one per core).")
+def serve(model: str, host: str, port: int, workers: int | None) -> None:
     """Serve the phone page: the model runs in the browser, with the server as fallback."""
     import uvicorn
 
-    from edge.serve import create_app
+    from edge.serve import create_app, server_config
 
-    app = create_app(model)
+    app = create_app(model, workers=workers)
     click.echo(f"serving {model} on http://{host}:{port}  (Ctrl-C stops)")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.Server(server_config(app, host, port)).run()
 
 
 @click.command()

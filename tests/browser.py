@@ -6,6 +6,7 @@ Playwright's own browser downloads are not used (`playwright install` needs the 
 
 from __future__ import annotations
 
+import json
 import math
 import socket
 import threading
@@ -47,16 +48,22 @@ def missing() -> str | None:
 
 
 @contextmanager
-def serving(model: str | Path) -> Iterator[str]:
-    """The phone page's server for `model`, in a thread; yields its base URL."""
+def serving(model: str | Path, **config) -> Iterator[str]:
+    """The phone page's server for `model`, in a thread, set up as `serve` sets it up; yields its base URL.
+
+    `config` overrides uvicorn settings (a test's connection limit, a protocol with short deadlines).
+    """
     import uvicorn
 
-    from edge.serve import create_app
+    from edge.serve import create_app, server_config
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(model), host="127.0.0.1", port=port, log_level="warning"))
+    settings = server_config(create_app(model), "127.0.0.1", port)
+    for name, value in config.items():
+        setattr(settings, name, value)
+    server = uvicorn.Server(settings)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
@@ -83,9 +90,30 @@ def chromium(*extra_flags: str):
             browser.close()
 
 
+def wait_until(page, condition: str, timeout_ms: float = 30_000) -> None:
+    """Until the JavaScript expression `condition` holds in the page.
+
+    Not `page.wait_for_function`: Playwright runs its predicate through eval() at every poll, which
+    the page's Content-Security-Policy forbids, as it should. This compiles once, as evaluate does.
+    """
+    page.evaluate(f"""() => new Promise((resolve, reject) => {{
+        const end = performance.now() + {timeout_ms};
+        const check = () => {{
+            try {{
+                if ({condition}) return resolve();
+            }} catch (error) {{
+                return reject(error);
+            }}
+            if (performance.now() > end) return reject(new Error({json.dumps(f"timed out waiting for {condition}")}));
+            setTimeout(check, 10);
+        }};
+        check();
+    }})""")
+
+
 def wait_ready(page, timeout_ms: float = 30_000) -> None:
     """Until the page can answer: the model loaded, or the page settled on the server."""
-    page.wait_for_function("window.digitcnn && window.digitcnn.readyAt !== null", timeout=timeout_ms)
+    wait_until(page, "window.digitcnn && window.digitcnn.readyAt !== null", timeout_ms)
 
 
 def answers(page) -> int:
@@ -112,5 +140,5 @@ def draw(page, strokes: list[list[tuple[float, float]]], steps: int = 6) -> dict
     for stroke in strokes:
         before = answers(page)
         trace(page, stroke, steps)
-        page.wait_for_function(f"window.digitcnn.latencies.length > {before}")
+        wait_until(page, f"window.digitcnn.latencies.length > {before}")
     return page.evaluate("window.digitcnn.answer")

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import json
+import select
+import subprocess
 import sys
+import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFilter
 
 from conftest import BLOCK_TENSORFLOW, ROOT, run_cli
+from edge import camera, predict
+from edge.cli import main as edge_main
+from edge.errors import UserError
 from edge.predict import predict_files
 from edge.runner import DigitModel
 
@@ -44,6 +52,21 @@ def png_folders(tmp_path_factory, mnist_test):
 
 def _answers(stdout: str) -> list[dict]:
     return [json.loads(line) for line in stdout.splitlines()]
+
+
+def _messages(stderr: str) -> list[str]:
+    """What a command said on stderr, without LiteRT's own start-up line."""
+    return [line for line in stderr.splitlines() if not line.startswith("INFO: ")]
+
+
+def _patched(patch: str, *args: str) -> list[str]:
+    """The argv that runs the edge CLI after `patch` (Python source) has replaced part of it."""
+    return [sys.executable, "-c", f"{patch}\nfrom edge.cli import main\nmain()", *args]
+
+
+def run_patched(patch: str, *args: str) -> subprocess.CompletedProcess:
+    """The edge CLI in a subprocess after `patch`; a hang fails the test after 120 s instead of hanging it."""
+    return subprocess.run(_patched(patch, *args), capture_output=True, text=True, timeout=120, cwd=ROOT)
 
 
 def test_mnist_pngs_in_both_polarities(int8_model, png_folders, mnist_test):
@@ -187,32 +210,224 @@ def test_edge_commands_run_without_tensorflow(entry, int8_model, png_folders, mn
     assert bench.returncode == 0 and json.loads(bench.stdout)["batch256_images_per_second"] > 0
 
 
-def test_camera_loop_on_a_video_file(int8_model, loaded_model, mnist_test, tmp_path):
+def _write_video(path: Path, frames: list[np.ndarray]) -> Path:
     import cv2
 
-    x, y = mnist_test
-    right = _well_read(loaded_model, x, y, 5)
-    video = tmp_path / "digits.avi"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 480))
-    for i in right:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 480))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def _digit_frames(x: np.ndarray, indices: list[int], repeat: int) -> list[np.ndarray]:
+    """640x480 frames with each digit dark on light paper in the centre, each `repeat` times."""
+    frames = []
+    for i in indices:
         frame = np.full((480, 640, 3), 225, np.uint8)
         frame[140:340, 220:420] = 255 - np.asarray(Image.fromarray(x[i]).resize((200, 200)))[..., None]
-        for _ in range(3):
-            writer.write(frame)
-    writer.release()
-    out = run_cli("camera", str(int8_model), "--source", str(video), "--headless").stdout
-    frames = _answers(out)
+        frames += [frame] * repeat
+    return frames
+
+
+def test_camera_loop_on_a_video_file(int8_model, loaded_model, mnist_test, tmp_path):
+    x, y = mnist_test
+    right = _well_read(loaded_model, x, y, 5)
+    video = _write_video(tmp_path / "digits.avi", _digit_frames(x, right, 3))
+    result = run_cli("camera", str(int8_model), "--source", str(video), "--headless")
+    frames = _answers(result.stdout)
     assert len(frames) == 3 * len(right)  # a file: every frame read, none dropped
     assert [f["digit"] for f in frames] == [int(y[i]) for i in right for _ in range(3)]
-    assert all(f["fps"] >= 0 for f in frames)
+    assert frames[0]["fps"] == 0 and all(f["fps"] > 0 for f in frames[1:])  # a rate once two frames are in
+    assert _messages(result.stderr) == [f"frames: {len(frames)} read, 0 skipped, {len(frames)} answered"]
+
+
+def test_a_bad_frame_in_a_video_is_skipped_and_counted(int8_model, loaded_model, mnist_test, tmp_path):
+    x, y = mnist_test
+    right = _well_read(loaded_model, x, y, 2)
+    video = _write_video(tmp_path / "digits.avi", _digit_frames(x, right, 3))
+    data = bytearray(video.read_bytes())
+    starts = [i for i in range(len(data) - 2) if data[i:i + 3] == b"\xff\xd8\xff"]  # each frame is one JPEG
+    assert len(starts) == 6
+    data[starts[2]:starts[2] + 600] = bytes(600)  # the third frame no longer decodes
+    video.write_bytes(data)
+    result = run_cli("camera", str(int8_model), "--source", str(video), "--headless")
+    frames = _answers(result.stdout)
+    assert ["error" in f for f in frames] == [False, False, True, False, False, False]
+    assert [f["digit"] for f in frames if "error" not in f] == [int(y[right[0]])] * 2 + [int(y[right[1]])] * 3
+    assert _messages(result.stderr) == ["frames: 6 read, 1 skipped, 5 answered"]
 
 
 def test_camera_loop_survives_a_bad_frame(int8_model, png_folders, tmp_path):
     for name in ("000.png", "001.png"):
         (tmp_path / name).write_bytes((png_folders["white-on-black"] / name).read_bytes())
     (tmp_path / "0005.png").write_bytes(b"broken")
-    frames = _answers(run_cli("camera", str(int8_model), "--source", str(tmp_path), "--headless").stdout)
+    result = run_cli("camera", str(int8_model), "--source", str(tmp_path), "--headless")
+    frames = _answers(result.stdout)
     assert ["error" in f for f in frames] == [False, True, False]
+    assert frames[1]["error"].startswith(f"{tmp_path / '0005.png'}: ")
+    assert _messages(result.stderr) == ["frames: 3 read, 1 skipped, 2 answered"]
+
+
+FAILING_SOURCE = """
+import numpy as np, edge.camera as camera
+class Failing(camera.Source):
+    name, live, frames = "test camera", {live}, 0
+    def read(self):
+        self.frames += 1
+        if self.frames == 3:
+            raise RuntimeError("sensor fell off")
+        return np.full((120, 160, 3), 200, np.uint8)
+camera.open_source = lambda spec, warn: Failing()
+"""
+
+
+@pytest.mark.parametrize("live", [True, False], ids=["live", "file"])
+def test_a_failing_capture_ends_the_run_with_one_line(int8_model, live):
+    result = run_patched(FAILING_SOURCE.format(live=live), "camera", str(int8_model), "--headless")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    (message,) = _messages(result.stderr)
+    answered = len(_answers(result.stdout))  # a live camera drops frames nobody took yet, a file never
+    assert answered in ((0, 1, 2) if live else (2,))
+    assert message == f"Error: test camera: unexpected RuntimeError (sensor fell off); " \
+                      f"frames: {answered} read, 0 skipped, {answered} answered"
+
+
+UNPLUGGED_CAMERA = """
+import cv2, numpy as np
+class Camera:
+    reads = 0
+    def __init__(self, spec): pass
+    def isOpened(self): return True
+    def release(self): pass
+    def read(self):
+        Camera.reads += 1
+        return (True, np.full((120, 160, 3), 200, np.uint8)) if Camera.reads <= 2 else (False, None)
+cv2.VideoCapture = Camera
+"""
+
+
+def test_a_camera_unplugged_mid_stream_is_an_error(int8_model):
+    """OpenCV's read() returning False ends a video; from a live camera it means the camera is gone."""
+    result = run_patched(UNPLUGGED_CAMERA, "camera", str(int8_model), "--source", "0", "--headless")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    (message,) = _messages(result.stderr)
+    assert message.startswith("Error: camera 0 stopped sending frames")
+
+
+def test_a_live_camera_is_tried_again_before_giving_up(monkeypatch):
+    import cv2
+
+    opened: list[int] = []
+
+    class Camera:
+        works_after = 3
+
+        def __init__(self, spec):
+            opened.append(spec)
+
+        def isOpened(self):
+            return len(opened) >= self.works_after
+
+        def release(self):
+            pass
+
+    monkeypatch.setattr(cv2, "VideoCapture", Camera)
+    monkeypatch.setattr(camera, "OPEN_WAIT_SECONDS", 0)
+    said: list[str] = []
+    camera.open_source("0", warn=said.append)
+    assert opened == [0, 0, 0]
+    assert said == ["cannot open camera 0; trying again in 0 s (1/2)", "cannot open camera 0; trying again in 0 s (2/2)"]
+    opened.clear()
+    Camera.works_after = 4
+    with pytest.raises(UserError, match=r"^cannot open camera 0 \(tried 3 times\)$"):
+        camera.open_source("0", warn=said.append)
+    assert opened == [0, 0, 0]
+
+
+def test_a_camera_that_stops_answering_ends_the_run():
+    release = threading.Event()
+
+    class Stuck(camera.Source):
+        name, live = "stuck camera", True
+
+        def read(self):
+            release.wait(60)
+            return None
+
+    try:
+        with pytest.raises(camera.CaptureFailed, match="^stuck camera: no frame for 0.2 s"):
+            list(camera.frames(Stuck(), stall_seconds=0.2))
+    finally:
+        release.set()
+
+
+GATED_SECOND_IMAGE = """
+import sys, edge.predict as predict
+load_image = predict.load_image
+def gated(source, **kwargs):
+    if str(source).endswith("001.png"):
+        sys.stdin.readline()  # the test says when the second image may be read
+    return load_image(source, **kwargs)
+predict.load_image = gated
+"""
+
+
+def test_answers_stream_one_image_at_a_time(int8_model, png_folders, tmp_path):
+    """The first answer is out while the second image has not even been read."""
+    for name in ("000.png", "001.png", "002.png"):
+        (tmp_path / name).write_bytes((png_folders["white-on-black"] / name).read_bytes())
+    with subprocess.Popen(_patched(GATED_SECOND_IMAGE, "predict", str(int8_model), str(tmp_path), "--json"),
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          cwd=ROOT) as process:
+        try:
+            assert select.select([process.stdout], [], [], 120)[0], "no answer within 120 s"
+            first = json.loads(process.stdout.readline())
+            assert first["file"] == str(tmp_path / "000.png") and process.poll() is None
+            rest, _ = process.communicate("go\n", timeout=120)
+        finally:
+            process.kill()
+    assert [a["file"] for a in _answers(rest)] == [str(tmp_path / "001.png"), str(tmp_path / "002.png")]
+    assert process.returncode == 0
+
+
+def test_an_unreadable_folder_is_one_error_line(int8_model, png_folders, tmp_path, monkeypatch):
+    """Permissions (simulated: tests may run as root, whom no permission stops)."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    iterdir = Path.iterdir
+
+    def refuse(self):
+        if self == locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", refuse)
+    good = png_folders["white-on-black"] / "000.png"
+    result = CliRunner().invoke(edge_main, ["predict", str(int8_model), str(locked), str(good), "--json"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)  # not an exception escaping
+    answers = _answers(result.stdout)
+    assert answers[0] == {"file": str(locked), "error": f"{locked}: cannot read folder (Permission denied)"}
+    assert answers[1]["file"] == str(good) and answers[1]["digit"] in range(10)
+
+
+def test_an_unexpected_exception_is_that_images_error_line(int8_model, png_folders, monkeypatch):
+    files = [str(png_folders["white-on-black"] / f"00{i}.png") for i in range(3)]
+    load_image = predict.load_image
+
+    def failing(source, **kwargs):
+        if str(source) == files[1]:
+            raise MemoryError("cannot allocate 4 GB")
+        return load_image(source, **kwargs)
+
+    monkeypatch.setattr(predict, "load_image", failing)
+    for multi in ([], ["--multi"]):
+        result = CliRunner().invoke(edge_main, ["predict", str(int8_model), *files, "--json", *multi])
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+        answers = _answers(result.stdout)
+        assert answers[1] == {"file": files[1], "error": f"{files[1]}: unexpected MemoryError (cannot allocate 4 GB)"}
+        assert [a["file"] for a in answers] == files and "error" not in answers[0] and "error" not in answers[2]
+        assert "1 of 3 inputs failed" in result.stderr
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -226,4 +441,17 @@ def test_random_bytes_and_images_never_escape(loaded_model, tmp_path, data):
         w, h, seed = data
         Image.fromarray(np.random.default_rng(seed).integers(0, 256, (h, w), dtype=np.uint8)).save(path)
     (answer,) = predict_files(loaded_model, [path])
-    assert "error" in answer or answer["digit"] in (None, *range(10))
+    if "error" in answer:
+        assert set(answer) == {"file", "error"} and answer["file"] == str(path)
+        assert answer["error"].startswith(f"{path}: ") and "\n" not in answer["error"]
+        return
+    assert set(answer) == {"file", "digit", "confidence", "top"} and answer["file"] == str(path)
+    assert 0 <= answer["confidence"] <= 1
+    if not answer["top"]:  # no ink
+        assert answer["digit"] is None and answer["confidence"] == 0
+        return
+    digits, probabilities = zip(*answer["top"])
+    assert len(set(digits)) == len(digits) == 3 and set(digits) <= set(range(10))
+    assert list(probabilities) == sorted(probabilities, reverse=True) and all(0 <= p <= 1 for p in probabilities)
+    assert probabilities[0] == answer["confidence"]
+    assert answer["digit"] == (digits[0] if answer["confidence"] >= 0.5 else None)  # the default threshold

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from browser import PHONE, chromium, draw, missing, serving, trace, wait_ready
+from browser import PHONE, chromium, draw, missing, serving, trace, wait_ready, wait_until
 from conftest import run_cli
 from edge import metadata as md
 from edge.adapt import Adapter, review
@@ -68,7 +68,7 @@ def teach(page, hand: dict, seed: int = 0, skip: tuple[int, ...] = (), slips: di
         for stroke in jittered((slips or {}).get((n // 10, digit), hand[digit]), rng):
             trace(page, stroke)
         page.click("#next")
-    page.wait_for_function("!window.digitcnn.teach.active && window.digitcnn.teach.adapted")
+    wait_until(page, "!window.digitcnn.teach.active && window.digitcnn.teach.adapted")
     return page.evaluate("window.digitcnn.teach")
 
 
@@ -111,7 +111,7 @@ def test_forget_brings_back_the_base_model(browser, site):
     teach(page, CONTINENTAL, seed=1)
     assert read(page, CONTINENTAL[7]) == 7
     page.click("#forget")
-    page.wait_for_function("!window.digitcnn.teach.adapted")
+    wait_until(page, "!window.digitcnn.teach.adapted")
     assert read(page, CONTINENTAL[7]) != 7 and page.evaluate("window.digitcnn.model") == "base"
     assert "base model" in page.text_content("#taught") and page.is_hidden("#forget")
     assert page.evaluate("localStorage.length") == 0

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from browser import PHONE, STROKES, chromium, draw, missing, serving, wait_ready
+from browser import PHONE, STROKES, chromium, draw, missing, serving, wait_ready, wait_until
 from conftest import run_cli
 from edge.preprocess import NoDigit, to_mnist
 from test_preprocess import drawing, render_photo
@@ -44,14 +44,21 @@ def site(int8_model):
 
 @pytest.fixture
 def phone(browser, site):
-    """A fresh phone-sized page on the site; its requests' URLs and its responses are recorded."""
+    """A fresh phone-sized page on the site; its requests' URLs and its responses are recorded.
+
+    The server's Content-Security-Policy applies (no bypass): the test fails on any violation the
+    console reports.
+    """
     context = browser.new_context(**PHONE)
     page = context.new_page()
-    page.requested, page.responses = [], []
+    page.requested, page.responses, console = [], [], []
     page.on("request", lambda request: page.requested.append(request.url))
     page.on("response", lambda response: page.responses.append(response))
+    page.on("console", lambda message: console.append(message.text))
     yield page
     context.close()
+    violations = [text for text in console if "content security policy" in text.lower()]
+    assert violations == [], violations
 
 
 @pytest.fixture(scope="module")
@@ -92,13 +99,15 @@ def test_photo_upload_is_read_like_predict_does(phone, site, int8_model, mnist, 
     expected = json.loads(run_cli("predict", str(int8_model), str(photo), "--json").stdout)
     open_page(phone, site)
     phone.set_input_files("#photo", str(photo))
-    phone.wait_for_function("window.digitcnn.latencies.length === 1")
+    wait_until(phone, "window.digitcnn.latencies.length === 1")
     state = phone.evaluate("window.digitcnn")
     assert state["path"] == "browser" and state["error"] is None
     assert state["answer"]["digit"] == expected["digit"] == y[0]
     seen = np.array(state["pixels"]).reshape(28, 28)
     python = to_mnist(Image.open(photo))
-    print(f"photo: browser vs Python 28x28, max diff {np.abs(seen - python).max()} (JPEG decoded by each)")
+    diff = int(np.abs(seen - python.astype(int)).max())
+    print(f"photo: browser vs Python 28x28, max diff {diff} (JPEG decoded by each)")
+    assert diff <= 1, f"browser and Python see this photo differently: max difference {diff} gray levels"
     assert all(url.startswith(site) for url in phone.requested)
 
 
@@ -122,7 +131,7 @@ def test_live_camera_is_read_on_a_secure_origin(phone, site):
     open_page(phone, site)
     assert phone.is_hidden("#note")  # the "needs https" note is for insecure origins only
     phone.click("#camera")
-    phone.wait_for_function("window.digitcnn.latencies.length >= 2")
+    wait_until(phone, "window.digitcnn.latencies.length >= 2")
     assert phone.is_visible("#video") and phone.text_content("#camera") == "Stop"
     assert phone.evaluate("window.digitcnn.path") == "browser" and phone.evaluate("window.digitcnn.error") is None
     phone.click("#camera")
