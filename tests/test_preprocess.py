@@ -211,7 +211,7 @@ def test_crisp_ink_is_softened_inside_the_box(mnist, monkeypatch):
     x, _ = mnist
     canvases = [np.where(drawing(x[i]) > 127, 255, 0).astype(np.uint8) for i in range(20)]
     soft = [to_mnist(Image.fromarray(c)) for c in canvases]
-    monkeypatch.setattr(P, "SOFTEN", 0.0)
+    monkeypatch.setattr(P.frame, "SOFTEN", 0.0)
     crisp = [to_mnist(Image.fromarray(c)) for c in canvases]
     for s, c in zip(soft, crisp):
         assert_mnist_framed(s)
