@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import struct
+import subprocess
+import sys
 import time
 import zlib
 from pathlib import Path
@@ -434,13 +436,26 @@ def test_no_digit_is_a_user_error_with_a_message():
 # Bad files
 
 
-def _png_claiming(width: int, height: int) -> bytes:
-    """A PNG whose header claims `width` x `height` pixels: a decompression bomb's calling card."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    idat = zlib.compress(b"\0" * (width + 1) * 16)  # a few rows only: the rest would be a bomb
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def _png(width: int, height: int, depth: int = 8, colour: int = 0, idat: bytes | None = None) -> bytes:
+    """A PNG with this header (gray, or RGB with colour=2); by default it holds a few rows only: a
+    decompression bomb's calling card."""
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
+    idat = zlib.compress(b"\0" * (width + 1) * 16) if idat is None else idat
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+
+
+def _png16(side: int) -> bytes:
+    """A 16-bit gray PNG, side x side, of bright paper with a dark bar: a few hundred KB at most."""
+    paper, ink = struct.pack(">H", 60000), struct.pack(">H", 1000)
+    plain = b"\0" + paper * side
+    barred = b"\0" + paper * (side // 2 - 50) + ink * 100 + paper * (side // 2 - 50)
+    z = zlib.compressobj()
+    rows = b"".join(z.compress(barred if side // 4 <= y < 3 * side // 4 else plain) for y in range(side))
+    return _png(side, side, depth=16, idat=rows + z.flush())
 
 
 def test_bad_files_raise_user_error_naming_the_file(tmp_path):
@@ -455,7 +470,7 @@ def test_bad_files_raise_user_error_naming_the_file(tmp_path):
         "truncated.png": good.getvalue()[: len(good.getvalue()) // 2],
         "truncated.jpg": good_jpeg.getvalue()[: len(good_jpeg.getvalue()) // 2],
         "header-only.png": good.getvalue()[:40],
-        "bomb.png": _png_claiming(20_000, 20_000),
+        "bomb.png": _png(20_000, 20_000),
     }
     for name, data in files.items():
         path = tmp_path / name
@@ -469,21 +484,95 @@ def test_bad_files_raise_user_error_naming_the_file(tmp_path):
         load_image(tmp_path)
 
 
-def test_decompression_bomb_limit_is_pillows_too(tmp_path):
-    """Pillow's own guard (its warning made an error) catches what slips past the header check."""
-    path = tmp_path / "big.png"
-    path.write_bytes(_png_claiming(9_000, 9_000))  # 81 MP: over MAX_PIXELS
-    with pytest.raises(UserError, match="big.png"):
-        load_image(path)
+def test_a_bomb_is_refused_by_either_guard_alone(tmp_path, monkeypatch):
+    """The byte budget (from the header) and Pillow's own pixel guard each refuse a bomb without the other."""
+    path = tmp_path / "bomb.png"
+    path.write_bytes(_png(20_000, 20_000))
+    with monkeypatch.context() as m:
+        m.setattr(P.load, "DECODE_BUDGET", float("inf"))
+        with pytest.raises(UserError, match="bomb.png: image too large, refused as a possible decompression bomb"):
+            load_image(path)
+    with monkeypatch.context() as m:
+        m.setattr(Image, "MAX_IMAGE_PIXELS", None)
+        with pytest.raises(UserError, match=r"bomb.png: 20000x20000 L image is too large to decode \(381 MiB, at most 48"):
+            load_image(path)
     assert Image.MAX_IMAGE_PIXELS == P.MAX_PIXELS
 
 
-def test_load_image_reads_good_files_and_shrinks_big_jpegs(tmp_path):
+def test_the_budget_counts_bytes_per_pixel(tmp_path):
+    """6000x6000 is within the budget in 8-bit gray, not in 16-bit gray or RGB (Pillow keeps RGB in 4 bytes)."""
+    for depth, colour, mode in ((8, 0, "L"), (16, 0, "I;16"), (8, 2, "RGB")):
+        path = tmp_path / f"{mode}.png"
+        path.write_bytes(_png(6000, 6000, depth, colour))
+        try:
+            load_image(path)
+            message = "decoded"
+        except UserError as e:
+            message = str(e)
+        assert ("too large to decode" in message) == (mode != "L"), message
+
+
+def test_jpeg_counts_at_its_drafted_size(tmp_path, monkeypatch):
+    path = tmp_path / "photo.jpg"
+    Image.new("RGB", (3000, 2000), (200, 200, 200)).save(path, quality=80)
+    monkeypatch.setattr(P.load, "DECODE_BUDGET", 8 * 2**20)  # 3000x2000 RGB is 23 MiB, drafted at 1/2 6 MiB
+    assert max(load_image(path).size) == 1500
+    with pytest.raises(UserError, match="too large to decode"):
+        load_image(path, max_side=None)
+
+
+def test_a_16_bit_8000x8000_png_is_refused_before_decoding(tmp_path):
+    """The issue's 141 KB upload (128 MB decoded) once took a process to 1.25 GB; a 4000x4000 one that
+    fits the budget is read band by band, with no full-size float copies (it took 336 MB)."""
+    for side in (8000, 4000):
+        (tmp_path / f"{side}.png").write_bytes(_png16(side))
+    code = """
+import sys
+from edge.errors import UserError
+from edge.preprocess import load_image, to_mnist
+def peak_mib():
+    status = open("/proc/self/status").read()
+    return int(status.split("VmHWM:")[1].split()[0]) // 1024
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # resets the peak (VmHWM) to what the process holds now
+before = peak_mib()
+try:
+    to_mnist(load_image(sys.argv[1]))
+    answer = "read"
+except UserError as e:
+    answer = str(e)
+print(answer, peak_mib() - before)
+"""
+    for side, expected, most_mib in ((8000, "too large to decode", 5), (4000, "read", 64)):
+        result = subprocess.run([sys.executable, "-c", code, str(tmp_path / f"{side}.png")], capture_output=True,
+                                text=True, cwd=Path(__file__).resolve().parents[1], check=True)
+        answer, grew = result.stdout.rsplit(" ", 1)
+        assert expected in answer and int(grew) < most_mib, result.stdout
+
+
+@pytest.mark.parametrize("kind", ["EPS", "PDF"])
+def test_only_photo_and_drawing_formats_are_read(tmp_path, kind):
+    """EPS would be rendered by Ghostscript, were it installed: refused like any format off the list."""
+    path = tmp_path / f"digit.{kind.lower()}"
+    Image.new("L", (60, 60), 255).save(path, kind)
+    for source in (path, path.read_bytes()):
+        with pytest.raises(UserError) as err:
+            load_image(source, name=path.name)
+        assert str(err.value) == f"{path if source is path else path.name}: not a PNG, JPEG, WEBP, GIF, BMP or TIFF image"
+
+
+def test_load_image_reads_good_files_and_shrinks_big_ones(tmp_path):
+    """A long side from LOAD_SIDE to under twice it: JPEGs by DCT scaling, others box-reduced in their own mode."""
     path = tmp_path / "photo.jpg"
     Image.new("RGB", (3000, 2000), (200, 200, 200)).save(path, quality=80)
     image = load_image(path)
-    assert 1024 <= max(image.size) < 3000
+    assert 1024 <= max(image.size) < 2048
     assert load_image(path, max_side=None).size == (3000, 2000)
+    for mode in ("RGBA", "P", "I;16"):
+        path = tmp_path / f"{mode}.png"
+        Image.new("L", (3000, 2000), 200).convert(mode).save(path)
+        image = load_image(path)
+        assert image.size == (1500, 1000) and image.mode == {"P": "RGB", "I;16": "I"}.get(mode, mode), (mode, image)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -533,16 +622,18 @@ def test_frame_digit_rejects_empty_and_odd_input():
 
 
 # --------------------------------------------------------------------------------------------------
-# Speed (loose: the machine may be busy; README-level numbers come from a quiet run)
+# Speed
 
 
-def test_a_camera_frame_takes_milliseconds(mnist):
+def test_a_camera_frame_takes_milliseconds_of_cpu(mnist):
+    """The thread's own CPU time, which other jobs on a busy machine barely change (wall time flaked):
+    the target is 3 ms (bench/edge.py measures it); 20 ms only catches a pathological regression."""
     x, _ = mnist
     frame = render_photo(x[0], np.random.default_rng(0), side=480, jpeg=False).resize((640, 480))
     to_mnist(frame)
     times = []
     for _ in range(15):
-        start = time.perf_counter()
+        start = time.thread_time()
         to_mnist(frame)
-        times.append(time.perf_counter() - start)
-    assert np.median(times) < 0.03  # the target is 3 ms; 30 ms only catches a pathological regression
+        times.append(time.thread_time() - start)
+    assert np.median(times) < 0.02
