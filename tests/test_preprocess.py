@@ -113,6 +113,62 @@ def drawing(digit: np.ndarray, size: int = 280, brush: int = 1) -> np.ndarray:
     return canvas
 
 
+def render_page(digit: np.ndarray, neighbours: list[np.ndarray], rng: np.random.Generator, *, side: int = 1200,
+                jpeg: bool = True) -> Image.Image:
+    """A whole, uncropped phone photo of a page: `digit` small and thin-penned near the centre, pieces
+    of `neighbours` cut off by the frame's edges, a shadow over part of the sheet, faint printed
+    lines showing through, noise and JPEG (as photos-dev's kharshit pictures, 4032x3024)."""
+    h, w = side, side * 3 // 4
+    cover = np.zeros((h, w), np.float32)
+    height = int(h * rng.uniform(0.15, 0.25))
+
+    def pen(a: np.ndarray) -> np.ndarray:
+        """The digit at `height` px, thinned to a pen line: only the core of MNIST's strokes."""
+        ys, xs = np.nonzero(a > 60)
+        crop = a[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+        scale = height / crop.shape[0]
+        big = Image.fromarray(crop).resize((max(1, round(crop.shape[1] * scale)), height), Image.BICUBIC)
+        return np.clip((np.asarray(big, np.float32) - 215) / 25, 0, 1)
+
+    def put(ink: np.ndarray, cy: int, cx: int) -> None:
+        top, left = cy - ink.shape[0] // 2, cx - ink.shape[1] // 2
+        t, l, b, r = max(top, 0), max(left, 0), min(top + ink.shape[0], h), min(left + ink.shape[1], w)
+        if t < b and l < r:
+            cover[t:b, l:r] = np.maximum(cover[t:b, l:r], ink[t - top:b - top, l - left:r - left])
+
+    cy, cx = int(h * rng.uniform(0.42, 0.58)), int(w * rng.uniform(0.42, 0.58))
+    put(pen(digit), cy, cx)
+    spots = [(cy - int(1.55 * height), cx), (cy, cx - int(1.15 * height) - w // 3), (cy, cx + int(1.15 * height) + w // 3),
+             (cy + int(1.55 * height), cx)]
+    for a, (y, x) in zip(neighbours, [spots[i] for i in rng.permutation(4)]):
+        # far enough out that the frame's edge cuts the neighbour: a fragment, not a second digit
+        y = y - int(0.75 * h) * (y < cy) + int(0.75 * h) * (y > cy) + int(rng.uniform(-0.1, 0.1) * height)
+        x = x - int(0.18 * w) * (x < cx) + int(0.18 * w) * (x > cx)
+        put(pen(a), min(max(y, -height // 4), h + height // 4), min(max(x, -height // 4), w + height // 4))
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    edge = h * rng.uniform(0.55, 0.8) + (xx - w / 2) * rng.uniform(-0.3, 0.3)
+    shadow = 1.0 - rng.uniform(0.25, 0.45) / (1.0 + np.exp(-(yy - edge) / (0.04 * h)))
+    light = shadow * (1.0 - 0.12 * ((xx / w - 0.5) ** 2 + (yy / h - 0.4) ** 2))
+    paper = np.full((h, w), rng.uniform(195, 225), np.float32)
+    for _ in range(int(rng.integers(0, 6))):  # a printed form on the back of the sheet, showing through
+        if rng.random() < 0.5:
+            r0 = int(rng.integers(0, h))
+            paper[r0:r0 + 2] -= rng.uniform(6, 14)
+        else:
+            c0 = int(rng.integers(0, w))
+            paper[:, c0:c0 + 2] -= rng.uniform(6, 14)
+    tint = np.array([1.0, 1.0, 0.96], np.float32)
+    rgb = (paper[..., None] * tint * (1 - cover[..., None]) + np.array([30, 32, 45], np.float32) * cover[..., None])
+    rgb = rgb * light[..., None] + rng.normal(0, 3, rgb.shape)
+    image = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), "RGB")
+    if jpeg:
+        buf = io.BytesIO()
+        image.save(buf, "JPEG", quality=85)
+        image = Image.open(io.BytesIO(buf.getvalue()))
+        image.load()
+    return image
+
+
 # --------------------------------------------------------------------------------------------------
 # MNIST itself
 
@@ -315,6 +371,40 @@ def test_label_matches_a_flood_fill():
                             seen[ny, nx] = True
                             stack.append((ny, nx))
         assert count == fills
+
+
+# --------------------------------------------------------------------------------------------------
+# Tight crops and whole pages
+
+
+@pytest.mark.parametrize("scale, dark", [(1, False), (4, True)], ids=["16x16", "64x64 dark on light"])
+def test_a_tight_crop_reads_like_the_same_digit_with_a_margin(datasets_dir, scale, dark):
+    """Ink touching the border (a phone's crop tool, a table cell) must not change the digit: the
+    same USPS digits with 0, 2 and 8 px of paper around them give the same 28x28, up to resampling,
+    which moves strokes by a fraction of a pixel (hence a blurred correlation, not equality)."""
+    digits = np.load(datasets_dir / "usps" / "usps.npz")["x"][:100]
+    same = []
+    for a in digits:
+        a = np.asarray(Image.fromarray(a).resize((16 * scale, 16 * scale), Image.BICUBIC))
+        a = 255 - a if dark else a
+        outs = [to_mnist(Image.fromarray(np.pad(a, margin, constant_values=a.max() if dark else 0)))
+                for margin in (0, 2, 8)]
+        for out in outs:
+            assert_mnist_framed(out)
+        same += [correlation(outs[0], out) for out in outs[1:]]
+    assert min(same) > 0.8 and np.mean(same) > 0.95, (min(same), np.mean(same))
+
+
+def test_a_whole_page_photo_is_read(mnist):
+    """An uncropped phone photo: the digit small and thin near the centre, a shadow across the sheet,
+    pieces of the neighbouring digits cut off by the frame's edges (photos-dev's kharshit pictures)."""
+    x, _ = mnist
+    rng = np.random.default_rng(13)
+    for i in range(6):
+        page = render_page(x[i], [x[20 + i], x[40 + i], x[60 + i]], rng)
+        out = to_mnist(page)
+        assert_mnist_framed(out)
+        assert correlation(out, to_mnist(Image.fromarray(np.pad(x[i], 6)))) > 0.85, i
 
 
 # --------------------------------------------------------------------------------------------------

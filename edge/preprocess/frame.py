@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from edge.errors import UserError
-from edge.preprocess.filters import components, minmax_filter, otsu_separation, resize, soften
+from edge.preprocess.filters import Component, components, minmax_filter, otsu_separation, resize, soften
 from edge.preprocess.ink import MIN_CONTRAST, MIN_SEPARATION, WORK_SIDE, Ink, find_ink, working_gray
 from edge.preprocess.load import to_gray
 
@@ -51,16 +51,23 @@ def select_digit(found: Ink) -> np.ndarray:
     if not strong:
         raise NoDigit("no digit found: only faint marks or noise")
     # Ink touching a long stretch of the border is a backdrop (a table beside the paper, a
-    # shadow, the sheet's edge), not a digit, if a digit-sized alternative exists.
+    # shadow, the sheet's edge), not a digit, if a digit-sized alternative exists. Ink that reaches
+    # all four sides is the digit of a tight crop, unless a larger digit lies within (a table all round).
     edge = np.concatenate([found.labels[0], found.labels[-1], found.labels[:, 0], found.labels[:, -1]])
     contact = np.bincount(edge, minlength=int(found.labels.max()) + 1)
-    backdrop = {c.label for c in comps if contact[c.label] >= 0.15 * 2 * (h + w)}
+    backdrop = {c.label: 0.25 if (c.top, c.left, c.bottom, c.right) == (0, 0, h, w) else 0.1
+                for c in comps if contact[c.label] >= 0.15 * 2 * (h + w)}
     if backdrop:
-        alternatives = [c for c in strong if c.label not in backdrop and max(c.height, c.width) >= 0.1 * max(h, w)]
+        size = max(backdrop.values()) * max(h, w)
+        alternatives = [c for c in strong if c.label not in backdrop and max(c.height, c.width) >= size]
         if alternatives:
             strong = alternatives
             comps = [c for c in comps if c.label not in backdrop]
-    main = max(strong, key=lambda c: c.mass)
+    # A whole photo of a page shows pieces of the neighbouring digits that the frame cuts off: a
+    # digit-sized piece the frame does not cut is preferred (a tight crop's digit spans the frame),
+    # and of those the heaviest near the centre, where people aim.
+    whole = [c for c in strong if not _cut_off(c, h, w) and max(c.height, c.width) >= 0.1 * max(h, w)]
+    main = max(whole or strong, key=lambda c: c.mass * _centrality(c, h, w))
     keep = [main.label]
     top, left, bottom, right, mass = main.top, main.left, main.bottom, main.right, main.mass
     rest = sorted((c for c in comps if c is not main), key=lambda c: -c.mass)
@@ -94,6 +101,19 @@ def select_digit(found: Ink) -> np.ndarray:
     return lut[found.labels]
 
 
+def _cut_off(c: Component, h: int, w: int) -> bool:
+    """Does the frame cut this component off: it touches the border without spanning the image?"""
+    touches = c.top == 0 or c.left == 0 or c.bottom == h or c.right == w
+    return touches and c.height < 0.9 * h and c.width < 0.9 * w
+
+
+def _centrality(c: Component, h: int, w: int) -> float:
+    """1 at the image's centre, 1/5 at the middle of an edge, 1/9 in a corner."""
+    dy = (c.top + c.bottom) / 2 / h - 0.5
+    dx = (c.left + c.right) / 2 / w - 0.5
+    return 1.0 / (1.0 + 16.0 * (dy * dy + dx * dx))
+
+
 def frame_digit(ink: np.ndarray) -> np.ndarray:
     """A crop of soft ink (ink bright; float 0..1 or uint8) -> 28x28 uint8 framed like MNIST.
 
@@ -116,7 +136,7 @@ def frame_digit(ink: np.ndarray) -> np.ndarray:
     s = BOX / max(h, w)
     if MIN_STROKE > 0 and s < 1:
         core = crop >= 0.5 * peak
-        edges = int((core[1:] != core[:-1]).sum() + (core[:, 1:] != core[:, :-1]).sum()) + 2 * int(core[0].sum() + core[-1].sum() + core[:, 0].sum() + core[:, -1].sum())
+        edges = int((core[1:] != core[:-1]).sum() + (core[:, 1:] != core[:, :-1]).sum()) + int(core[0].sum() + core[-1].sum() + core[:, 0].sum() + core[:, -1].sum())
         width = 2.0 * int(core.sum()) / max(edges, 1)
         if width * s < MIN_STROKE:
             k = int(round(MIN_STROKE / s - width)) + 1

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from edge.preprocess.filters import (box_blur, fit, label, median, minmax_filter, otsu_split, otsu_threshold,
+from edge.preprocess.filters import (box_blur, components, fit, label, median, minmax_filter, otsu_split, otsu_threshold,
                                      quadratic_basis, quantiles, resize, run_lengths, subsample)
 from edge.preprocess.load import to_gray
 
@@ -76,24 +76,29 @@ def ink_is_dark(gray: np.ndarray) -> bool:
     """Polarity: is the ink darker than its background?
 
     Ink is the heavy tail: far more contrast lies beyond the paper's spread on the ink's side than
-    on the other, measured against the median (even light, however bold the strokes), else
-    against the local mean (a window a twelfth of the image, which lighting gradients follow but
-    thin strokes barely move). If neither is clear, the background is whatever owns the border;
-    a last tie goes to the skew.
+    on the other, measured against the median (even light, however bold the strokes). When there are
+    no tails, because the image is two clean levels of similar share (a tight crop of a bold digit),
+    the paper is the level that owns most of the image's border: ink reaches the border only where
+    strokes touch it. Else the tails are measured against the local mean (a window a twelfth of the
+    image, which lighting gradients follow but thin strokes barely move). If nothing is clear, the
+    background is whatever owns the border; a last tie goes to the skew.
     """
     g = np.asarray(gray, dtype=np.float32)
     sample = subsample(g)
     h, w = sample.shape
+    dark = _heavy_tail(sample - np.float32(median(sample)), 0.5)
+    if dark is not None:
+        return dark
+    threshold, separation = otsu_split(sample)
+    bright = sample >= threshold
+    if separation >= MIN_SEPARATION and 0.1 <= bright.mean() <= 0.9:
+        owned = np.concatenate([bright[0], bright[-1], bright[1:-1, 0], bright[1:-1, -1]]).mean()
+        if abs(owned - 0.5) > 0.1:
+            return bool(owned > 0.5)
     coarse = resize(g, fit(g.shape, 12), Image.BOX) if max(g.shape) > 12 else g
-    for reference, cap in ((np.float32(median(sample)), 0.5), (resize(coarse, (w, h), Image.BILINEAR), 0.2)):
-        r = sample - reference
-        beyond = 4.0 * 1.4826 * median(np.abs(r)) + 4.0  # the paper's spread: ink is under half
-        dark = np.maximum(-r - beyond, 0.0)
-        bright = np.maximum(r - beyond, 0.0)
-        dark_tail, bright_tail = float(dark.sum()), float(bright.sum())
-        heavy = np.count_nonzero(dark if dark_tail > bright_tail else bright)
-        if max(dark_tail, bright_tail) > 3.0 * min(dark_tail, bright_tail) and 0 < heavy < cap * r.size:
-            return dark_tail > bright_tail
+    dark = _heavy_tail(sample - resize(coarse, (w, h), Image.BILINEAR), 0.2)
+    if dark is not None:
+        return dark
     b = max(1, round(min(h, w) / 16))
     bmed = median(np.concatenate([sample[:b].ravel(), sample[-b:].ravel(), sample[:, :b].ravel(), sample[:, -b:].ravel()]))
     p1, med, p99 = quantiles(sample, (0.01, 0.5, 0.99))
@@ -102,6 +107,19 @@ def ink_is_dark(gray: np.ndarray) -> bool:
         return bool(dark_gap > bright_gap)
     centred = sample - np.float32(med)
     return bool((centred * centred * centred).mean() < 0)
+
+
+def _heavy_tail(r: np.ndarray, cap: float) -> bool | None:
+    """Is the ink dark, judged by which tail of `r` (gray minus a reference) is heavy? None if neither
+    tail clearly outweighs the other, or the heavy one covers `cap` of the image or more."""
+    beyond = 4.0 * 1.4826 * median(np.abs(r)) + 4.0  # the paper's spread: ink is under half
+    dark = np.maximum(-r - beyond, 0.0)
+    bright = np.maximum(r - beyond, 0.0)
+    dark_tail, bright_tail = float(dark.sum()), float(bright.sum())
+    heavy = np.count_nonzero(dark if dark_tail > bright_tail else bright)
+    if max(dark_tail, bright_tail) > 3.0 * min(dark_tail, bright_tail) and 0 < heavy < cap * r.size:
+        return dark_tail > bright_tail
+    return None
 
 
 def _background(g: np.ndarray, small: np.ndarray, surface: np.ndarray) -> np.ndarray:
@@ -117,9 +135,7 @@ def _background(g: np.ndarray, small: np.ndarray, surface: np.ndarray) -> np.nda
     bh, bw = small.shape
     res = small - surface
     ink0 = res > max(otsu_threshold(res.ravel()), 0.0)
-    edges = int((ink0[1:] != ink0[:-1]).sum() + (ink0[:, 1:] != ink0[:, :-1]).sum())
-    stroke = 2.0 * int(ink0.sum()) / max(edges, 1)
-    k = max(3, min(bw, bh) // 4, int(3 * stroke) + 1) | 1
+    k = max(3, min(bw, bh) // 4, int(3 * _stroke_width(ink0, min(bw, bh) // 4)) + 1) | 1
     h, w = g.shape
     if k > min(bw, bh) // 2:
         return resize(surface, (w, h), Image.BILINEAR) if (bw, bh) != (w, h) else surface
@@ -134,6 +150,31 @@ def _background(g: np.ndarray, small: np.ndarray, surface: np.ndarray) -> np.nda
     for _ in range(int(2 * w / bw) + 1):
         bg = np.minimum(minmax_filter(bg, 3, np.maximum), g)
     return bg
+
+
+def _stroke_width(ink: np.ndarray, thin: int) -> float:
+    """Typical stroke width of a rough ink mask: twice its area over its outline, backdrops left out.
+
+    A shadow or a table in the mask is broad both ways and would pass for a stroke as wide as the
+    image. So pixels whose shorter run across is over `thin` are left out (their outline too) where
+    they make up nearly all of a component that does not span the image, as a backdrop does; a bold
+    digit's filled loop is part of a component with thinner strokes, and a tight crop's bold digit
+    spans the image, so both stay. If nothing is left, the broad regions are the strokes.
+    """
+    across = np.minimum(run_lengths(ink), run_lengths(ink.T).T)
+    broad = ink & (across > thin)
+    labels, count = label(ink)
+    h, w = ink.shape
+    backdrop = np.zeros(count + 1, bool)
+    for c in components(labels, broad):
+        backdrop[c.label] = c.mass >= 0.9 * c.area and not (c.height >= 0.9 * h and c.width >= 0.9 * w)
+    strokes = ink & ~(broad & backdrop[labels])
+    if np.count_nonzero(strokes) < max(h, w) // 4:  # not even a short stroke's worth
+        strokes = ink
+    paper = ~ink
+    outline = (np.count_nonzero(strokes[1:] & paper[:-1]) + np.count_nonzero(strokes[:-1] & paper[1:])
+               + np.count_nonzero(strokes[:, 1:] & paper[:, :-1]) + np.count_nonzero(strokes[:, :-1] & paper[:, 1:]))
+    return 2.0 * np.count_nonzero(strokes) / max(outline, 1)
 
 
 @dataclass
@@ -153,8 +194,9 @@ def _levels(r: np.ndarray) -> tuple[float, float, float]:
 
     The paper is the bulk of the pixels, sigma-clipped; when ink is plentiful (a clean two-level
     split), Otsu's darker class is the place to start from, else Otsu only split the paper's own
-    noise under a thin tail of ink. Noise is the paper's spread in a 5x5 high-pass, so shading
-    the background model missed does not count as noise.
+    noise under a thin tail of ink. Noise is the paper's spread around its own 5x5 mean, so
+    neither shading the background model missed nor ink next to the paper (every paper pixel of
+    a tight crop is near a stroke) counts as noise.
     """
     sample = subsample(r, 6000)
     otsu, separation = otsu_split(sample)
@@ -163,7 +205,9 @@ def _levels(r: np.ndarray) -> tuple[float, float, float]:
     paper &= np.abs(sample - med) <= max(3.0 * (q75 - q25) / 1.349, 1.0)
     noise = 0.0
     if paper.any():
-        q25, q75 = quantiles((sample - box_blur(sample, 2))[paper], (0.25, 0.75))
+        weight = paper.astype(np.float32)
+        local = box_blur(sample * weight, 2) / np.maximum(box_blur(weight, 2), np.float32(1e-6))  # ink left out
+        q25, q75 = quantiles((sample - local)[paper], (0.25, 0.75))
         noise = (q75 - q25) / 1.349
     return med, otsu, noise
 

@@ -29,15 +29,20 @@ function selectDigit(found) {
   const touch = (id) => contact.set(id, (contact.get(id) ?? 0) + 1);
   for (let x = 0; x < w; x++) { touch(found.labels.a[x]); touch(found.labels.a[(h - 1) * w + x]); }
   for (let y = 0; y < h; y++) { touch(found.labels.a[y * w]); touch(found.labels.a[y * w + w - 1]); }
-  const backdrop = new Set(comps.filter((c) => (contact.get(c.label) ?? 0) >= 0.15 * 2 * (h + w)).map((c) => c.label));
+  // A backdrop (long border contact) reaching all four sides is a tight crop's digit unless a larger digit lies within.
+  const backdrop = new Map(comps.filter((c) => (contact.get(c.label) ?? 0) >= 0.15 * 2 * (h + w))
+    .map((c) => [c.label, c.top === 0 && c.left === 0 && c.bottom === h && c.right === w ? 0.25 : 0.1]));
   if (backdrop.size) {
-    const alternatives = strong.filter((c) => !backdrop.has(c.label) && Math.max(c.height, c.width) >= 0.1 * Math.max(h, w));
+    const size = Math.max(...backdrop.values()) * Math.max(h, w);
+    const alternatives = strong.filter((c) => !backdrop.has(c.label) && Math.max(c.height, c.width) >= size);
     if (alternatives.length) {
       strong = alternatives;
       comps = comps.filter((c) => !backdrop.has(c.label));
     }
   }
-  const main = strong.reduce((best, c) => (c.mass > best.mass ? c : best));
+  const whole = strong.filter((c) => !cutOff(c, h, w) && Math.max(c.height, c.width) >= 0.1 * Math.max(h, w));
+  const score = (c) => c.mass * centrality(c, h, w);
+  const main = (whole.length ? whole : strong).reduce((best, c) => (score(c) > score(best) ? c : best));
   const keep = new Set([main.label]);
   let {top, left, bottom, right, mass} = main;
   const rest = comps.filter((c) => c !== main).sort((a, b) => b.mass - a.mass);
@@ -68,6 +73,19 @@ function selectDigit(found) {
   return map(found.labels, (id) => (keep.has(id) ? 1 : 0));
 }
 
+/** Does the frame cut this component off: it touches the border without spanning the image? (`_cut_off`) */
+function cutOff(c, h, w) {
+  const touches = c.top === 0 || c.left === 0 || c.bottom === h || c.right === w;
+  return touches && c.height < 0.9 * h && c.width < 0.9 * w;
+}
+
+/** 1 at the image's centre, 1/5 at the middle of an edge, 1/9 in a corner (`_centrality`). */
+function centrality(c, h, w) {
+  const dy = (c.top + c.bottom) / 2 / h - 0.5;
+  const dx = (c.left + c.right) / 2 / w - 0.5;
+  return 1 / (1 + 16 * (dy * dy + dx * dx));
+}
+
 /** A crop of soft ink (0..1, ink bright) -> 28x28 uint8 framed like MNIST (`frame_digit`). */
 function frameDigit(a) {
   const peak = maxOf(a.a);
@@ -81,7 +99,7 @@ function frameDigit(a) {
     let border = 0;
     for (let x = 0; x < c.w; x++) border += core.a[x] + core.a[(c.h - 1) * c.w + x];
     for (let y = 0; y < c.h; y++) border += core.a[y * c.w] + core.a[y * c.w + c.w - 1];
-    const width = 2 * sum(core.a) / Math.max(edgeCount(core) + 2 * border, 1);
+    const width = 2 * sum(core.a) / Math.max(edgeCount(core) + border, 1);
     if (width * s < MIN_STROKE) {
       let k = Math.trunc(pyRound(MIN_STROKE / s - width)) + 1;
       k += 1 - (k % 2);

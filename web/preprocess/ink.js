@@ -2,7 +2,7 @@
 // light and ruled lines are removed.
 
 import {
-  boxBlur, edgeCount, f32, fit, label, leastSquares, map, maxFilter, median, minFilter, otsuSplit, plane, pyRound,
+  boxBlur, components, f32, fit, label, leastSquares, map, maxFilter, median, minFilter, otsuSplit, plane, pyRound,
   quadraticBasis, quantiles, resize, runLengths, subsample, sum, transpose,
 } from './filters.js';
 import {toGray} from './load.js';
@@ -65,31 +65,24 @@ function paperSurface(small, paperMask) {
 function inkIsDark(g) {
   const s = subsample(g);
   const {h, w} = s;
+  const level = f32(median(s.a));
+  const byMedian = heavyTail(s.a.map((v) => v - level), 0.5);
+  if (byMedian !== null) return byMedian;
+  const [threshold, separation] = otsuSplit(s.a);
+  const bright = Uint8Array.from(s.a, (v) => (v >= f32(threshold) ? 1 : 0));
+  const share = sum(bright) / bright.length;
+  if (separation >= MIN_SEPARATION && share >= 0.1 && share <= 0.9) {  // two clean levels: a tight crop
+    const border = [...bright.subarray(0, w), ...bright.subarray((h - 1) * w)];
+    for (let y = 1; y < h - 1; y++) border.push(bright[y * w]);
+    for (let y = 1; y < h - 1; y++) border.push(bright[y * w + w - 1]);
+    const owned = sum(border) / border.length;
+    if (Math.abs(owned - 0.5) > 0.1) return owned > 0.5;
+  }
   let coarse = g;
   if (Math.max(g.h, g.w) > 12) coarse = resize(g, ...fit(g.h, g.w, 12), 'box');
-  const level = f32(median(s.a));
   const smooth = resize(coarse, w, h, 'bilinear');
-  const references = [[() => level, 0.5], [(i) => smooth.a[i], 0.2]];  // even light, then local mean
-  for (const [reference, cap] of references) {
-    const r = s.a.map((v, i) => v - reference(i));
-    const beyond = 4 * 1.4826 * median(r.map(Math.abs)) + 4;
-    let darkTail = 0;
-    let brightTail = 0;
-    let darkCount = 0;
-    let brightCount = 0;
-    for (const v of r) {
-      const dark = Math.max(f32(-v - f32(beyond)), 0);
-      const bright = Math.max(f32(v - f32(beyond)), 0);
-      darkTail += dark;
-      brightTail += bright;
-      darkCount += dark > 0;
-      brightCount += bright > 0;
-    }
-    const heavy = darkTail > brightTail ? darkCount : brightCount;
-    if (Math.max(darkTail, brightTail) > 3 * Math.min(darkTail, brightTail) && heavy > 0 && heavy < cap * r.length) {
-      return darkTail > brightTail;
-    }
-  }
+  const byLocalMean = heavyTail(s.a.map((v, i) => v - smooth.a[i]), 0.2);
+  if (byLocalMean !== null) return byLocalMean;
   const b = Math.max(1, pyRound(Math.min(h, w) / 16));
   const border = [];
   for (let y = 0; y < h; y++) {
@@ -110,13 +103,59 @@ function inkIsDark(g) {
   return sum(s.a.map((v) => { const c = f32(v - m); return f32(f32(c * c) * c); })) / s.a.length < 0;
 }
 
+/** Is the ink dark, by which tail of `r` (gray minus a reference) is heavy? null if unclear (`_heavy_tail`). */
+function heavyTail(r, cap) {
+  const beyond = 4 * 1.4826 * median(r.map(Math.abs)) + 4;
+  let darkTail = 0;
+  let brightTail = 0;
+  let darkCount = 0;
+  let brightCount = 0;
+  for (const v of r) {
+    const dark = Math.max(f32(-v - f32(beyond)), 0);
+    const bright = Math.max(f32(v - f32(beyond)), 0);
+    darkTail += dark;
+    brightTail += bright;
+    darkCount += dark > 0;
+    brightCount += bright > 0;
+  }
+  const heavy = darkTail > brightTail ? darkCount : brightCount;
+  if (Math.max(darkTail, brightTail) > 3 * Math.min(darkTail, brightTail) && heavy > 0 && heavy < cap * r.length) {
+    return darkTail > brightTail;
+  }
+  return null;
+}
+
+/** Stroke width of a rough ink mask, broad backdrops (shadows, tables) left out (`_stroke_width`). */
+function strokeWidth(ink, thin) {
+  const horizontal = runLengths(ink);
+  const vertical = transpose(runLengths(transpose(ink)));
+  const broad = map(ink, (v, i) => (v && Math.min(horizontal.a[i], vertical.a[i]) > thin ? 1 : 0));
+  const {h, w} = ink;
+  const [labels, count] = label(ink);
+  const backdrop = new Uint8Array(count + 1);
+  for (const c of components(labels, broad)) {  // nearly all broad, and not spanning the image
+    backdrop[c.label] = c.mass >= 0.9 * c.area && !(c.height >= 0.9 * h && c.width >= 0.9 * w);
+  }
+  let strokes = map(ink, (v, i) => (v && !(broad.a[i] && backdrop[labels.a[i]]) ? 1 : 0));
+  if (sum(strokes.a) < Math.floor(Math.max(h, w) / 4)) strokes = ink;  // not even a short stroke's worth
+  let outline = 0;
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const i = y * w + x;
+      if (y + 1 < h) outline += (strokes.a[i] && !ink.a[i + w]) + (strokes.a[i + w] && !ink.a[i]);
+      if (x + 1 < w) outline += (strokes.a[i] && !ink.a[i + 1]) + (strokes.a[i + 1] && !ink.a[i]);
+    }
+  }
+  return 2 * sum(strokes.a) / Math.max(outline, 1);
+}
+
 /** The paper alone, ink bright: an opening wider than the strokes, floored by the surface (`_background`). */
 function background(g, small, surface) {
   const {h: bh, w: bw} = small;
   const res = plane(bh, bw, small.a.map((v, i) => v - surface.a[i]));
   const threshold = Math.max(otsuSplit(res.a)[0], 0);
   const ink0 = map(res, (v) => (v > threshold ? 1 : 0));
-  const stroke = 2 * sum(ink0.a) / Math.max(edgeCount(ink0), 1);
+  const stroke = strokeWidth(ink0, Math.floor(Math.min(bw, bh) / 4));
   const k = Math.max(3, Math.floor(Math.min(bw, bh) / 4), Math.trunc(3 * stroke) + 1) | 1;
   const {h, w} = g;
   const same = bw === w && bh === h;
@@ -142,8 +181,11 @@ function levels(r) {
   paper = paper.map((p, i) => p && Math.abs(f32(s.a[i] - med)) <= limit);
   let noise = 0;
   if (paper.some(Boolean)) {
-    const blurred = boxBlur(s, 2);
-    [q25, q75] = quantiles(s.a.map((v, i) => f32(v - blurred.a[i])).filter((_, i) => paper[i]), [0.25, 0.75]);
+    const weight = plane(s.h, s.w, Float32Array.from(paper, Number));
+    const inked = boxBlur(plane(s.h, s.w, s.a.map((v, i) => v * weight.a[i])), 2);
+    const share = boxBlur(weight, 2);
+    const local = inked.a.map((v, i) => v / Math.max(share.a[i], f32(1e-6)));  // the paper's own mean, ink left out
+    [q25, q75] = quantiles(s.a.map((v, i) => f32(v - local[i])).filter((_, i) => paper[i]), [0.25, 0.75]);
     noise = (q75 - q25) / 1.349;
   }
   return [med, otsu, noise];
