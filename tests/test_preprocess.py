@@ -91,10 +91,15 @@ def render_photo(digit: np.ndarray, rng: np.random.Generator, *, side: int, thic
     pen = np.array([35.0, 40.0, 90.0])
     rgb = (paper * (1 - cover[..., None]) + pen * cover[..., None]) * light[..., None]
     rgb += rng.normal(0, 4, rgb.shape)
+    return _as_saved(rgb, 75 if jpeg else None)
+
+
+def _as_saved(rgb: np.ndarray, quality: int | None) -> Image.Image:
+    """Float RGB -> the image a phone would save: 8-bit, through JPEG at `quality` (None: lossless)."""
     image = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), "RGB")
-    if jpeg:
+    if quality:
         buf = io.BytesIO()
-        image.save(buf, "JPEG", quality=75)
+        image.save(buf, "JPEG", quality=quality)
         image = Image.open(io.BytesIO(buf.getvalue()))
         image.load()
     return image
@@ -159,14 +164,7 @@ def render_page(digit: np.ndarray, neighbours: list[np.ndarray], rng: np.random.
             paper[:, c0:c0 + 2] -= rng.uniform(6, 14)
     tint = np.array([1.0, 1.0, 0.96], np.float32)
     rgb = (paper[..., None] * tint * (1 - cover[..., None]) + np.array([30, 32, 45], np.float32) * cover[..., None])
-    rgb = rgb * light[..., None] + rng.normal(0, 3, rgb.shape)
-    image = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), "RGB")
-    if jpeg:
-        buf = io.BytesIO()
-        image.save(buf, "JPEG", quality=85)
-        image = Image.open(io.BytesIO(buf.getvalue()))
-        image.load()
-    return image
+    return _as_saved(rgb * light[..., None] + rng.normal(0, 3, rgb.shape), 85 if jpeg else None)
 
 
 # --------------------------------------------------------------------------------------------------
