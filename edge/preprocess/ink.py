@@ -78,10 +78,11 @@ def ink_is_dark(gray: np.ndarray) -> bool:
     Ink is the heavy tail: far more contrast lies beyond the paper's spread on the ink's side than
     on the other, measured against the median (even light, however bold the strokes). When there are
     no tails, because the image is two clean levels of similar share (a tight crop of a bold digit),
-    the paper is the level that owns most of the image's border: ink reaches the border only where
-    strokes touch it. Else the tails are measured against the local mean (a window a twelfth of the
-    image, which lighting gradients follow but thin strokes barely move). If nothing is clear, the
-    background is whatever owns the border; a last tie goes to the skew.
+    the paper is the level that shows through holes in the other (a 0's inside, an 8's loops) as
+    well as at the border; failing that, the level that owns most of the border, which ink reaches
+    only where strokes touch it. Else the tails are measured against the local mean (a window a
+    twelfth of the image, which lighting gradients follow but thin strokes barely move). If nothing
+    is clear, the background is whatever owns the border; a last tie goes to the skew.
     """
     g = np.asarray(gray, dtype=np.float32)
     sample = subsample(g)
@@ -92,6 +93,9 @@ def ink_is_dark(gray: np.ndarray) -> bool:
     threshold, separation = otsu_split(sample)
     bright = sample >= threshold
     if separation >= MIN_SEPARATION and 0.1 <= bright.mean() <= 0.9:
+        holed = [_has_holes(m) for m in (~bright, bright)]
+        if holed[0] != holed[1]:
+            return holed[1]
         owned = np.concatenate([bright[0], bright[-1], bright[1:-1, 0], bright[1:-1, -1]]).mean()
         if abs(owned - 0.5) > 0.1:
             return bool(owned > 0.5)
@@ -107,6 +111,17 @@ def ink_is_dark(gray: np.ndarray) -> bool:
         return bool(dark_gap > bright_gap)
     centred = sample - np.float32(med)
     return bool((centred * centred * centred).mean() < 0)
+
+
+def _has_holes(level: np.ndarray) -> bool:
+    """Could this level be paper seen through holes: does it reach the border, and also lie in a
+    region (over 1% of the image) that does not?"""
+    h, w = level.shape
+    if not (level[0].any() or level[-1].any() or level[:, 0].any() or level[:, -1].any()):
+        return False
+    labels, _ = label(level)
+    return any(c.area >= 0.01 * h * w and c.top > 0 and c.left > 0 and c.bottom < h and c.right < w
+               for c in components(labels))
 
 
 def _heavy_tail(r: np.ndarray, cap: float) -> bool | None:

@@ -72,6 +72,9 @@ function inkIsDark(g) {
   const bright = Uint8Array.from(s.a, (v) => (v >= f32(threshold) ? 1 : 0));
   const share = sum(bright) / bright.length;
   if (separation >= MIN_SEPARATION && share >= 0.1 && share <= 0.9) {  // two clean levels: a tight crop
+    const darkHoled = hasHoles(plane(h, w, bright.map((v) => 1 - v)));
+    const brightHoled = hasHoles(plane(h, w, bright));
+    if (darkHoled !== brightHoled) return brightHoled;
     const border = [...bright.subarray(0, w), ...bright.subarray((h - 1) * w)];
     for (let y = 1; y < h - 1; y++) border.push(bright[y * w]);
     for (let y = 1; y < h - 1; y++) border.push(bright[y * w + w - 1]);
@@ -101,6 +104,19 @@ function inkIsDark(g) {
   if (Math.abs(darkGap - brightGap) > 0.25 * Math.max(darkGap, brightGap, 1e-6)) return darkGap > brightGap;
   const m = f32(med);
   return sum(s.a.map((v) => { const c = f32(v - m); return f32(f32(c * c) * c); })) / s.a.length < 0;
+}
+
+/** Could this 0/1 level be paper seen through holes: it reaches the border and also lies in a region
+ * (over 1% of the image) that does not? (`_has_holes`) */
+function hasHoles(level) {
+  const {h, w} = level;
+  let reaches = false;
+  for (let x = 0; x < w; x++) reaches ||= Boolean(level.a[x] || level.a[(h - 1) * w + x]);
+  for (let y = 0; y < h; y++) reaches ||= Boolean(level.a[y * w] || level.a[y * w + w - 1]);
+  if (!reaches) return false;
+  const [labels] = label(level);
+  return components(labels, level)
+    .some((c) => c.area >= 0.01 * h * w && c.top > 0 && c.left > 0 && c.bottom < h && c.right < w);
 }
 
 /** Is the ink dark, by which tail of `r` (gray minus a reference) is heavy? null if unclear (`_heavy_tail`). */
