@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter
 
 from edge import preprocess as P
 from edge.errors import UserError
@@ -165,6 +165,16 @@ def render_page(digit: np.ndarray, neighbours: list[np.ndarray], rng: np.random.
     tint = np.array([1.0, 1.0, 0.96], np.float32)
     rgb = (paper[..., None] * tint * (1 - cover[..., None]) + np.array([30, 32, 45], np.float32) * cover[..., None])
     return _as_saved(rgb * light[..., None] + rng.normal(0, 3, rgb.shape), 85 if jpeg else None)
+
+
+def faint_pen_page(ink: int = 150, noise: float = 4.0) -> Image.Image:
+    """A 900x1200 page shaded towards the bottom, with a 7 in a 2 px line of faint ink: a fraction of
+    a pixel at the 200 px working size."""
+    page = Image.new("L", (900, 1200), 200)
+    ImageDraw.Draw(page).line([(380, 500), (520, 500), (430, 700)], fill=ink, width=2)
+    shade = 1 - 0.35 / (1 + np.exp(-(np.arange(1200, dtype=np.float32)[:, None] - 800) / 50))
+    rng = np.random.default_rng(0)
+    return Image.fromarray(np.clip(np.asarray(page) * shade + rng.normal(0, noise, (1200, 900)), 0, 255).astype(np.uint8))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -391,6 +401,17 @@ def test_a_tight_crop_reads_like_the_same_digit_with_a_margin(datasets_dir, scal
             assert_mnist_framed(out)
         same += [correlation(outs[0], out) for out in outs[1:]]
     assert min(same) > 0.8 and np.mean(same) > 0.95, (min(same), np.mean(same))
+
+
+def test_a_faint_thin_line_in_a_big_photo_is_found_at_a_second_look(monkeypatch):
+    page = faint_pen_page()
+    clean = to_mnist(faint_pen_page(ink=0, noise=0))
+    out = to_mnist(page)
+    assert_mnist_framed(out)
+    assert correlation(out, clean) > 0.9
+    monkeypatch.setattr(P.frame, "FINE_SIDE", 10**6)  # no second look: it fades into the paper
+    with pytest.raises(NoDigit):
+        to_mnist(page)
 
 
 def test_a_whole_page_photo_is_read(mnist):

@@ -18,7 +18,7 @@ from PIL import Image
 from browser import PHONE, STROKES, chromium, draw, missing, serving, wait_ready
 from conftest import run_cli
 from edge.preprocess import NoDigit, to_mnist
-from test_preprocess import drawing, render_page, render_photo
+from test_preprocess import drawing, faint_pen_page, render_page, render_photo
 
 
 REASON = missing()
@@ -174,7 +174,7 @@ def _cases(x: np.ndarray, usps: np.ndarray) -> list[tuple[str, Image.Image]]:
     cases += [("big photo", render_photo(x[0], rng, side=1200, rotate=3.0)),
               ("cut-out photo", _cut_out(render_photo(x[1], rng, side=300)))]
     cases += [(f"whole page {side}", render_page(x[i], [x[i + 1], x[i + 2], x[i + 3]], rng, side=side))
-              for i, side in enumerate((600, 900, 1200))]
+              for i, side in enumerate((600, 900, 1200))] + [("faint thin line, second look", faint_pen_page())]
     for i, digit in enumerate(usps):
         big = np.asarray(Image.fromarray(digit).resize((64, 64), Image.BICUBIC))
         cases += [(f"tight crop, margin {margin}", Image.fromarray(np.pad(digit, margin))) for margin in (0, 2, 8)]

@@ -23,6 +23,8 @@ BBOX_LEVEL = 0.1
 """Ink at this fraction of the strongest counts for the bounding box (fainter is blur or halo)."""
 MIN_DIGIT = 0.04
 """A digit spans at least this fraction of the image's longer side; smaller marks are specks."""
+FINE_SIDE = 400
+"""Working size of the second look at a big photo in which nothing credible showed (`_find_digit`)."""
 SOFTEN = 0.5
 """Gaussian sigma (px of the 28x28 output) that softens a digit shrunk into the box: the network learnt
 from digits warped with bilinear sampling, measurably softer than crisp ink area-averaged from a
@@ -198,11 +200,27 @@ def to_mnist(image: Image.Image) -> np.ndarray:
             return a.copy()
         if is_mnist_framed(255 - a):
             return 255 - a
-    found = find_ink(working_gray(image, WORK_SIDE))
-    digit = select_digit(found)
+    found, digit = _find_digit(image)
     rows = np.nonzero(digit.any(axis=1))[0]
     cols = np.nonzero(digit.any(axis=0))[0]
     t, b = max(rows[0] - 1, 0), rows[-1] + 2
     l, r = max(cols[0] - 1, 0), cols[-1] + 2
     near = minmax_filter(digit[t:b, l:r].astype(np.uint8), 3, np.maximum) > 0  # keep anti-aliased rims
     return frame_digit(np.where(near, found.ink[t:b, l:r], 0.0))
+
+
+def _find_digit(image: Image.Image) -> tuple[Ink, np.ndarray]:
+    """The ink at working size and the digit's mask in it; a big photo gets a second, finer look.
+
+    A thin pen line in a whole photo of a page fades to a fraction of a pixel at WORK_SIDE, below
+    what counts as ink: when nothing credible shows there in an image of 2 * FINE_SIDE px or more,
+    the same image is read again at FINE_SIDE.
+    """
+    found = find_ink(working_gray(image, WORK_SIDE))
+    try:
+        return found, select_digit(found)
+    except NoDigit:
+        if max(image.size) < 2 * FINE_SIDE:
+            raise
+    found = find_ink(working_gray(image, FINE_SIDE))
+    return found, select_digit(found)

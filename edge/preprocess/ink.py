@@ -168,13 +168,15 @@ def _background(g: np.ndarray, small: np.ndarray, surface: np.ndarray) -> np.nda
 
 
 def _stroke_width(ink: np.ndarray, thin: int) -> float:
-    """Typical stroke width of a rough ink mask: twice its area over its outline, backdrops left out.
+    """Typical stroke width of a rough ink mask (twice its area over its outline), backdrops left out.
 
     A shadow or a table in the mask is broad both ways and would pass for a stroke as wide as the
-    image. So pixels whose shorter run across is over `thin` are left out (their outline too) where
-    they make up nearly all of a component that does not span the image, as a backdrop does; a bold
-    digit's filled loop is part of a component with thinner strokes, and a tight crop's bold digit
-    spans the image, so both stay. If nothing is left, the broad regions are the strokes.
+    image. The broad pixels (shorter run across over `thin` px) of a component that is nearly all
+    broad are left out, with their outline, unless it spans the image (a tight crop's bold digit);
+    a bold digit's filled loop sits among thinner strokes and stays. If that leaves not even a
+    short stroke's worth, the broad regions are the strokes (a tight crop of a bold 1), unless they
+    lie along the border for the image's length, as a shadow does: then the strokes are too thin to
+    show at this size.
     """
     across = np.minimum(run_lengths(ink), run_lengths(ink.T).T)
     broad = ink & (across > thin)
@@ -184,8 +186,10 @@ def _stroke_width(ink: np.ndarray, thin: int) -> float:
     for c in components(labels, broad):
         backdrop[c.label] = c.mass >= 0.9 * c.area and not (c.height >= 0.9 * h and c.width >= 0.9 * w)
     strokes = ink & ~(broad & backdrop[labels])
-    if np.count_nonzero(strokes) < max(h, w) // 4:  # not even a short stroke's worth
-        strokes = ink
+    if np.count_nonzero(strokes) < max(h, w) // 4:
+        along = np.concatenate([labels[0], labels[-1], labels[1:-1, 0], labels[1:-1, -1]])
+        if np.count_nonzero(backdrop[along]) < max(h, w):
+            strokes = ink
     paper = ~ink
     outline = (np.count_nonzero(strokes[1:] & paper[:-1]) + np.count_nonzero(strokes[:-1] & paper[1:])
                + np.count_nonzero(strokes[:, 1:] & paper[:, :-1]) + np.count_nonzero(strokes[:, :-1] & paper[:, 1:]))

@@ -13,6 +13,7 @@ const BOX = 20;
 const MIN_STROKE = 1.6;
 const BBOX_LEVEL = 0.1;
 const MIN_DIGIT = 0.04;
+const FINE_SIDE = 400;
 const SOFTEN = 0.5;
 
 class NoDigit extends Error {}
@@ -151,8 +152,7 @@ export function toMnist(image) {
     if (isMnistFramed(inverted)) return inverted;
   }
   try {
-    const found = findInk(workingGray(image, WORK_SIDE));
-    const digit = selectDigit(found);
+    const [found, digit] = findDigit(image);
     const box = bounds(digit);
     const [t, b, l, r] = [Math.max(box.top - 1, 0), Math.min(box.bottom + 1, digit.h), Math.max(box.left - 1, 0), Math.min(box.right + 1, digit.w)];
     const near = maxFilter(crop(digit, t, l, b, r), 3);
@@ -162,4 +162,16 @@ export function toMnist(image) {
     if (error instanceof NoDigit) return null;
     throw error;
   }
+}
+
+/** The ink at working size and the digit's mask; a big photo with nothing credible gets a finer look (`_find_digit`). */
+function findDigit(image) {
+  const found = findInk(workingGray(image, WORK_SIDE));
+  try {
+    return [found, selectDigit(found)];
+  } catch (error) {
+    if (!(error instanceof NoDigit) || Math.max(image.width, image.height) < 2 * FINE_SIDE) throw error;
+  }
+  const fine = findInk(workingGray(image, FINE_SIDE));
+  return [fine, selectDigit(fine)];
 }

@@ -153,7 +153,12 @@ function strokeWidth(ink, thin) {
     backdrop[c.label] = c.mass >= 0.9 * c.area && !(c.height >= 0.9 * h && c.width >= 0.9 * w);
   }
   let strokes = map(ink, (v, i) => (v && !(broad.a[i] && backdrop[labels.a[i]]) ? 1 : 0));
-  if (sum(strokes.a) < Math.floor(Math.max(h, w) / 4)) strokes = ink;  // not even a short stroke's worth
+  if (sum(strokes.a) < Math.floor(Math.max(h, w) / 4)) {
+    let along = 0;  // backdrop pixels on the border: a shadow lies along it, a tight crop's bold 1 does not
+    for (let x = 0; x < w; x++) along += backdrop[labels.a[x]] + backdrop[labels.a[(h - 1) * w + x]];
+    for (let y = 1; y < h - 1; y++) along += backdrop[labels.a[y * w]] + backdrop[labels.a[y * w + w - 1]];
+    if (along < Math.max(h, w)) strokes = ink;
+  }
   let outline = 0;
   for (let y = 0; y < h; y++) {
     for (let x = 0; x < w; x++) {
