@@ -38,17 +38,23 @@ TARGETS = {"mnist_seconds": 10.0, "usps": 0.985, "semeion": 0.95, "gap_points": 
            "photos_source": 0.8}
 
 
+def scan(pixels: np.ndarray, *, side: int = SIDE, margin: int = MARGIN) -> Image.Image:
+    """A 16x16 USPS or Semeion digit as a cropped scan of it would look: scaled to `side` px (16: as it
+    is) within `margin` px of paper, for the edge preprocessing."""
+    image = Image.fromarray(pixels)
+    if image.size != (side, side):
+        image = image.resize((side, side), Image.BICUBIC)
+    return ImageOps.expand(image, margin, fill=0)
+
+
 def write_folder(npz: Path, folder: Path, split: str = "", *, side: int = SIDE, margin: int = MARGIN) -> int:
     """The npz's digits (`x`, `y`: the test set; `x_train`, `y_train` with split="_train") as
-    `<digit>_<i>.png` files, scaled to `side` px (16: as they are) within `margin` px; returns how many."""
+    `<digit>_<i>.png` scans (see `scan`); returns how many."""
     with np.load(npz) as data:
         x, y = data["x" + split], data["y" + split]
     folder.mkdir(parents=True)
     for i, (pixels, label) in enumerate(zip(x, y)):
-        scan = Image.fromarray(pixels)
-        if scan.size != (side, side):
-            scan = scan.resize((side, side), Image.BICUBIC)
-        ImageOps.expand(scan, margin, fill=0).save(folder / f"{label}_{i:05d}.png")
+        scan(pixels, side=side, margin=margin).save(folder / f"{label}_{i:05d}.png")
     return len(y)
 
 
