@@ -11,7 +11,7 @@ from edge.errors import UserError
 from edge.preprocess import NoDigit, load_image, to_mnist
 from edge.runner import NO_INK, DigitModel
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}  # the formats load_image opens
 
 
 def expand_inputs(inputs: Iterable[str]) -> list[Path | dict]:

@@ -7,13 +7,13 @@ const $ = (id) => document.getElementById(id);
 const pad = $('pad');
 const view = pad.getContext('2d');
 // Strokes go twice: onto the pad at the screen's resolution, and onto a small canvas that is read.
-// 210 px: edge/preprocess.py box-shrinks it by 2 to a 105 px working image, the least work its
+// 210 px: edge/preprocess box-shrinks it by 2 to a 105 px working image, the least work its
 // pipeline allows (a larger canvas costs more time, not accuracy: MNIST digits are 20 px).
 const READ_SIDE = 210;
 const reading = new OffscreenCanvas(READ_SIDE, READ_SIDE);
 const ink = reading.getContext('2d', {willReadFrequently: true});
 const BRUSH = 1 / 14;  // of the pad's side: a finger's stroke, about MNIST's 2 px once the digit is 20 px tall
-const PHOTO_SIDE = 1024;  // photos are read at this long side at most, as edge/preprocess.py LOAD_SIDE
+const PHOTO_SIDE = 1024;  // photos are read at this long side at most, as edge/preprocess/load.py LOAD_SIDE
 const CAMERA_ROI = 0.6;  // the centred square read from the live camera (`camera --roi`)
 
 // State the tests and the benchmark read: which path and model answered, how fast, when the model was ready.
