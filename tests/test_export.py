@@ -109,10 +109,11 @@ def test_int8_and_float32_agree_with_keras(exported, test_images, small_run):
     # The small model (about 93%) has many near-ties that uint8 probabilities, in steps of 1/256,
     # cannot split; a fully trained model agrees on more than 99.8% (bench/export.py).
     assert np.mean(int8.argmax(axis=1) == keras_probs.argmax(axis=1)) >= 0.99
-    # The export's own check on the full test set, as recorded in the metadata.
+    # The export's own check on the full test set, as recorded in the metadata (the same near-ties
+    # move this weak model's accuracy by a few tenths of a point either way).
     scores = int8_meta["verification"]
     assert scores["images"] == 10_000 and scores["agreement"] >= 0.99
-    assert abs(scores["test_accuracy"] - scores["keras_test_accuracy"]) <= 0.001
+    assert abs(scores["test_accuracy"] - scores["keras_test_accuracy"]) <= 0.005
     assert md.load_metadata(out / "model_float32.tflite")["verification"]["agreement"] == 1.0
 
 
