@@ -5,8 +5,9 @@ replayed from a checkpoint nor run deterministically in a parallel tf.data map. 
 number comes from a stateless op keyed by (run seed, epoch, batch), and the warp itself is
 Keras' own `ops.image.affine_transform`, applied once instead of once per distortion.
 
-Slant and width vary more than MNIST's own: writers elsewhere (USPS, Semeion) write wider and more
-slanted digits, and on lenet5 this lifted Semeion from 89.8% to 91.7% for 0.07 points of MNIST.
+The ranges are light (8 degrees, 8% zoom and shift, 0.15 slant and width): on lenet-plus with 15
+epochs, the stronger ranges trained before (10 degrees, 10%, 0.3) cost MNIST about 0.1 point (mean of
+seeds 1-3 under 99.6%) for at most a few tenths on Semeion; README "Training" has the figures.
 """
 
 from __future__ import annotations
@@ -20,19 +21,18 @@ from keras import ops
 
 @dataclass(frozen=True)
 class Augmentation:
-    rotation: float = 10.0  # degrees, uniform in [-rotation, rotation]
-    zoom: float = 0.1  # scale uniform in [1 - zoom, 1 + zoom]
-    shift: float = 0.1  # fraction of the side, uniform in [-shift, shift] on each axis
-    shear: float = 0.3  # slant: x += shear * y, uniform in [-shear, shear]
-    stretch: float = 0.3  # width alone scaled by uniform [1 - stretch, 1 + stretch]: narrow and wide hands
-    thickness: float = 0.0  # strokes grown (> 0) or thinned (< 0) by up to this share of a 3x3 dilation
+    rotation: float = 8.0  # degrees, uniform in [-rotation, rotation]
+    zoom: float = 0.08  # scale uniform in [1 - zoom, 1 + zoom]
+    shift: float = 0.08  # fraction of the side, uniform in [-shift, shift] on each axis
+    shear: float = 0.15  # slant: x += shear * y, uniform in [-shear, shear]
+    stretch: float = 0.15  # width alone scaled by uniform [1 - stretch, 1 + stretch]: narrow and wide hands
 
 
 def augment(images: tf.Tensor, seed: tf.Tensor, aug: Augmentation) -> tf.Tensor:
     """Warp a batch (n, 28, 28, 1) of floats with per-image random parameters drawn from `seed`."""
     n = tf.shape(images)[0]
     side = tf.cast(tf.shape(images)[1], tf.float32)
-    u = tf.random.stateless_uniform((n, 7), seed=seed, minval=-1.0, maxval=1.0)
+    u = tf.random.stateless_uniform((n, 6), seed=seed, minval=-1.0, maxval=1.0)
     angle = u[:, 0] * aug.rotation * math.pi / 180.0
     zoom = 1.0 + u[:, 1] * aug.zoom
     shear = u[:, 2] * aug.shear
@@ -47,8 +47,4 @@ def augment(images: tf.Tensor, seed: tf.Tensor, aug: Augmentation) -> tf.Tensor:
     b2 = c - b0 * (c + tx) - b1 * (c + ty)
     zeros = tf.zeros_like(a0)
     transform = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
-    warped = ops.image.affine_transform(images, transform, interpolation="bilinear", fill_mode="constant")
-    t = tf.reshape(u[:, 6] * aug.thickness, (-1, 1, 1, 1))
-    grown = tf.nn.max_pool2d(warped, 3, 1, "SAME")
-    thinned = -tf.nn.max_pool2d(-warped, 3, 1, "SAME")
-    return warped + tf.nn.relu(t) * (grown - warped) + tf.nn.relu(-t) * (thinned - warped)
+    return ops.image.affine_transform(images, transform, interpolation="bilinear", fill_mode="constant")
