@@ -49,7 +49,7 @@ def mistakes(evaluation: Evaluation) -> np.ndarray:
 
 def summarize(evaluation: Evaluation, name: str) -> dict:
     """Every number of the report for one model, JSON-ready."""
-    data, answers, correct = evaluation.data, evaluation.predicted, evaluation.correct
+    data, answers, correct, withheld = evaluation.data, evaluation.predicted, evaluation.correct, evaluation.withheld
     no_digit = int((answers == NO_DIGIT).sum())
     confusion = confusion_matrix(data.labels, answers, NUM_CLASSES + 1 if no_digit else NUM_CLASSES)
     classes = per_class(confusion)
@@ -59,7 +59,7 @@ def summarize(evaluation: Evaluation, name: str) -> dict:
         "name": name, "model": str(evaluation.model.path), "format": evaluation.model.kind, "data": data.source,
         "n": n, "correct": right, "accuracy": right / n, "accuracy_ci95": list(wilson_interval(right, n)),
         "no_digit": no_digit,
-        "withheld": {"right": int((evaluation.withheld & correct).sum()), "wrong": int((evaluation.withheld & ~correct).sum()),
+        "withheld": {"right": int((withheld & correct).sum()), "wrong": int((withheld & ~correct).sum()),
                      "temperature": evaluation.model.confidence.temperature,
                      "threshold": evaluation.model.confidence.threshold},
         "macro_f1": float(np.mean([c["f1"] for c in classes])), "per_class": classes,

@@ -12,8 +12,8 @@ import numpy as np
 
 from digitcnn.data import Mnist, load_mnist
 from edge.adapt import feature_statistics
-from edge.confidence import THRESHOLD, fit_temperature
 from edge.atomic import atomic_write, write_json
+from edge.confidence import THRESHOLD, fit_temperature
 from edge.metadata import build_metadata, embed_metadata, model_input, sidecar_path
 from export.calibration import representative_images
 from export.convert import check_io, convert_variants
