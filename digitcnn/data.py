@@ -168,6 +168,16 @@ def split_validation(
     return x[train], y[train], x[val], y[val]
 
 
+def run_split(x: np.ndarray, y: np.ndarray, *, val_size: int, seed: int, subset: int | None = None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A run's training and validation images, as `train` split them from MNIST's training set: the
+    first `subset` images (all if None), `val_size` of them (at most a tenth) held out by `seed`.
+    Export fits the model's confidence on the same held-out images (edge/confidence.py)."""
+    if subset:
+        x, y = x[:subset], y[:subset]
+    return split_validation(x, y, max(min(val_size, len(x) // 10), 1), seed)
+
+
 def scale_pixels(images):
     """Float 0-255 pixels -> the values the model was trained on (numpy arrays or tf tensors)."""
     return images * PIXEL_SCALING["scale"] + PIXEL_SCALING["offset"]

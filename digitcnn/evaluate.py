@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 from digitcnn.data import IDX_NAMES, NUM_CLASSES, load_mnist
+from edge.confidence import Confidence
 from edge.errors import UserError
 from edge.labelled import Labelled, labelled_folder
 
@@ -30,7 +31,8 @@ class Model:
 
     path: Path
     kind: str  # "keras" or "tflite"
-    probabilities: Callable[[np.ndarray], np.ndarray]  # uint8 (n, 28, 28) -> (n, 10)
+    probabilities: Callable[[np.ndarray], np.ndarray]  # uint8 (n, 28, 28) -> (n, 10), calibrated
+    confidence: Confidence  # when `predict` says "no digit" (edge/confidence.py); Keras models: today's rule
 
 
 def check_model_path(path: str | Path) -> Path:
@@ -51,12 +53,13 @@ def open_model(path: str | Path) -> Model:
 
         runner = DigitModel(path)
         return Model(path, "tflite", lambda pixels: np.concatenate(
-            [runner.probabilities(pixels[i:i + BATCH]) for i in range(0, len(pixels), BATCH)]))
+            [runner.probabilities(pixels[i:i + BATCH]) for i in range(0, len(pixels), BATCH)]), runner.confidence)
     from export.source import find_source, keras_probabilities, load_keras_model
 
     source = find_source(path)  # metrics.json beside the model: its pixel scaling
     keras_model = load_keras_model(source)
-    return Model(path, "keras", lambda pixels: keras_probabilities(keras_model, pixels, source.pixel_scaling, BATCH))
+    return Model(path, "keras", lambda pixels: keras_probabilities(keras_model, pixels, source.pixel_scaling, BATCH),
+                 Confidence())
 
 
 def is_image_folder(data: str | Path | None) -> bool:
@@ -96,6 +99,11 @@ class Evaluation:
     @property
     def confidence(self) -> np.ndarray:
         return self.probabilities.max(axis=1)
+
+    @property
+    def withheld(self) -> np.ndarray:
+        """Where `predict` answers "no digit" though a digit was found: the model's rule withholds its best guess."""
+        return self.data.found & (self.confidence < self.model.confidence.threshold)
 
     @property
     def correct(self) -> np.ndarray:

@@ -49,7 +49,7 @@ def mistakes(evaluation: Evaluation) -> np.ndarray:
 
 def summarize(evaluation: Evaluation, name: str) -> dict:
     """Every number of the report for one model, JSON-ready."""
-    data, answers, correct = evaluation.data, evaluation.predicted, evaluation.correct
+    data, answers, correct, withheld = evaluation.data, evaluation.predicted, evaluation.correct, evaluation.withheld
     no_digit = int((answers == NO_DIGIT).sum())
     confusion = confusion_matrix(data.labels, answers, NUM_CLASSES + 1 if no_digit else NUM_CLASSES)
     classes = per_class(confusion)
@@ -58,7 +58,11 @@ def summarize(evaluation: Evaluation, name: str) -> dict:
     return {
         "name": name, "model": str(evaluation.model.path), "format": evaluation.model.kind, "data": data.source,
         "n": n, "correct": right, "accuracy": right / n, "accuracy_ci95": list(wilson_interval(right, n)),
-        "no_digit": no_digit, "macro_f1": float(np.mean([c["f1"] for c in classes])), "per_class": classes,
+        "no_digit": no_digit,
+        "withheld": {"right": int((withheld & correct).sum()), "wrong": int((withheld & ~correct).sum()),
+                     "temperature": evaluation.model.confidence.temperature,
+                     "threshold": evaluation.model.confidence.threshold},
+        "macro_f1": float(np.mean([c["f1"] for c in classes])), "per_class": classes,
         "confusion": confusion.tolist(),
         "confusion_labels": [str(d) for d in range(NUM_CLASSES)] + (["no digit"] if no_digit else []),
         "ece": ece, "reliability": reliability,
@@ -228,6 +232,7 @@ HEADLINE: list[tuple[str, Callable[[dict], str]]] = [
     ("accuracy", lambda s: f"{s['accuracy']:.2%}"),
     ("95% interval (Wilson)", lambda s: "{:.2%} - {:.2%}".format(*s["accuracy_ci95"])),
     ("mistakes", lambda s: f"{s['n'] - s['correct']:,}" + (f" ({s['no_digit']:,} no digit)" if s["no_digit"] else "")),
+    ("withheld ('no digit', best guess right / wrong)", lambda s: "{right:,} / {wrong:,}".format(**s["withheld"])),
     ("macro F1", lambda s: f"{s['macro_f1']:.4f}"),
     ("weakest digit", _weakest),
     ("calibration error (ECE)", lambda s: f"{s['ece']:.4f}"),
@@ -307,7 +312,9 @@ def _html(result: dict, images: list[dict]) -> str:
              + ", ".join(f"<code>{html.escape(s['model'])}</code> ({s['format']})" for s in summaries) + "</p>",
              "<h2>Headline</h2>", _table(["", *names], headline(summaries)),
              "<p>The interval is Wilson's 95% score interval for the accuracy. ECE: expected calibration error over "
-             "15 equal-width confidence bins. Latency: one image per call; throughput: batches of 500.</p>"]
+             "15 equal-width confidence bins. Latency: one image per call; throughput: batches of 500. Withheld: "
+             "digits found that <code>predict</code> answers 'no digit', their calibrated confidence under the "
+             "model's threshold; accuracy counts their best guess (top[0]).</p>"]
     skipped = summaries[0]["skipped"]
     if skipped:
         parts += [f"<h2 class='warn'>{len(skipped)} files left out</h2><ul>",

@@ -79,11 +79,8 @@ def train(cfg: TrainConfig, log=print, on_epoch_end=None) -> dict:
     _check_same_run(run_dir, cfg, write=chief)
 
     mnist = data_lib.load_mnist(cfg.data)
-    x, y = mnist.x_train, mnist.y_train
-    if cfg.subset:
-        x, y = x[: cfg.subset], y[: cfg.subset]
-    val_size = min(cfg.val_size, len(x) // 10)
-    x_train, y_train, x_val, y_val = data_lib.split_validation(x, y, max(val_size, 1), cfg.seed)
+    x_train, y_train, x_val, y_val = data_lib.run_split(mnist.x_train, mnist.y_train, val_size=cfg.val_size,
+                                                        seed=cfg.seed, subset=cfg.subset)
 
     keras.utils.set_random_seed(cfg.seed)
     tf.config.experimental.enable_op_determinism()

@@ -263,7 +263,8 @@ def centre_roi(frame: np.ndarray, fraction: float) -> tuple[int, int, int, int]:
     return (w - side) // 2, (h - side) // 2, side, side
 
 
-def read_frame(model: DigitModel, frame: np.ndarray, roi: tuple[int, int, int, int], threshold: float) -> Reading:
+def read_frame(model: DigitModel, frame: np.ndarray, roi: tuple[int, int, int, int],
+               threshold: float | None) -> Reading:
     x, y, w, h = roi
     try:
         pixels = to_mnist(Image.fromarray(frame[y:y + h, x:x + w]))
@@ -272,7 +273,7 @@ def read_frame(model: DigitModel, frame: np.ndarray, roi: tuple[int, int, int, i
     return model.read(pixels[None], threshold)[0]
 
 
-def run(model: DigitModel, source: Source, *, roi_fraction: float = 0.6, threshold: float = 0.5,
+def run(model: DigitModel, source: Source, *, roi_fraction: float = 0.6, threshold: float | None = None,
         max_frames: int | None = None, show: bool = False, emit: Callable[[str], None] = print) -> Summary:
     """The camera loop (headless: one JSON line per frame); returns its summary.
 

@@ -34,8 +34,9 @@ def _describe(answer: dict) -> str:
 
 model_argument = click.argument("model", type=click.Path(dir_okay=False))
 threads_option = click.option("--threads", type=click.IntRange(min=1), help="Interpreter threads (default: LiteRT's).")
-threshold_option = click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True,
-                                help="Under this confidence the answer is 'no digit'.")
+threshold_option = click.option("--threshold", type=click.FloatRange(0, 1),
+                                help="Under this confidence the answer is 'no digit' (default: the model's own, "
+                                     "from its metadata; 0.5 for models exported without one).")
 
 
 @click.command()

@@ -118,6 +118,16 @@ def _adaptation_fields(d: int) -> tuple[tuple[str, Callable[[Any], bool], str], 
     )
 
 
+_CONFIDENCE_FIELDS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("confidence.temperature", lambda v: _number(v) and v > 0, "a positive number"),
+    ("confidence.threshold", _fraction, "a number in [0, 1]"),
+    ("confidence.images", lambda v: _int(v) and v > 0, "a positive integer"),
+)
+"""The optional rule for "no digit" (edge/confidence.py): the temperature fitted on `images` validation
+images, and the calibrated probability the top answer needs. Models exported before it answer as they
+always did (temperature 1, threshold 0.5)."""
+
+
 def _field(meta: Any, dotted: str, where: str) -> Any:
     value = meta
     for key in dotted.split("."):
@@ -170,6 +180,8 @@ def validate_metadata(meta: Any, where: str = "model metadata") -> dict:
         _check_quantization(meta, "features", where)
     if "adaptation" in meta:
         _check(meta, _adaptation_fields(meta["features"]["shape"][1]), where)
+    if "confidence" in meta:  # models exported before the calibrated rule have none
+        _check(meta, _CONFIDENCE_FIELDS, where)
     return meta
 
 
@@ -179,10 +191,10 @@ def check_pixel_scaling(obj: Any, where: str) -> dict:
     return {"scale": float(obj["scale"]), "offset": float(obj["offset"])}
 
 
-def build_metadata(*, variant: str, input: dict, output: dict, features: dict, pixel_scaling: dict, source: dict,
-                   verification: dict, flatbuffer: bytes) -> dict:
+def build_metadata(*, variant: str, input: dict, output: dict, features: dict, confidence: dict, pixel_scaling: dict,
+                   source: dict, verification: dict, flatbuffer: bytes) -> dict:
     """The full, validated metadata of one exported flatbuffer (`input`/`output`/`features`: shape,
-    dtype, scale, zero_point as the interpreter reports them)."""
+    dtype, scale, zero_point as the interpreter reports them; `confidence`: the "no digit" rule)."""
     meta = {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
@@ -191,6 +203,7 @@ def build_metadata(*, variant: str, input: dict, output: dict, features: dict, p
         "input": dict(input),
         "output": {**output, "kind": "probabilities"},
         "features": dict(features),
+        "confidence": dict(confidence),
         "pixel_scaling": dict(pixel_scaling),
         "preprocessing": dict(PREPROCESSING),
         "source": dict(source),

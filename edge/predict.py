@@ -45,13 +45,14 @@ def _is_dir(path: Path) -> bool:
         return False
 
 
-def predict_files(model: DigitModel, files: Iterable[Path | dict], *, threshold: float = 0.5, top_k: int = 3,
-                  multi: bool = False) -> Iterator[dict]:
+def predict_files(model: DigitModel, files: Iterable[Path | dict], *, threshold: float | None = None,
+                  top_k: int = 3, multi: bool = False) -> Iterator[dict]:
     """Yield `{"file", "digit", "confidence", "top"}` (or `{"file", "error"}`) per file, in order.
 
     Each answer is yielded as soon as its image is read, so `predict DIR | head -1` waits for one
     image and Ctrl-C loses nothing already finished. An exception nobody foresaw (a MemoryError, a
     Pillow bug) becomes that image's error line, naming its type; the other images are still read.
+    `threshold` None is the model's own (edge/confidence.py).
     """
     read = _read_number if multi else read_digit
     for file in files:
@@ -72,7 +73,8 @@ def unexpected(name: str, error: BaseException) -> str:
     return f"{name}: unexpected {type(error).__name__}" + (f" ({detail})" if detail else "")
 
 
-def read_digit(model: DigitModel, source: Path | bytes, name: str, threshold: float = 0.5, top_k: int = 3) -> dict:
+def read_digit(model: DigitModel, source: Path | bytes, name: str, threshold: float | None = None,
+               top_k: int = 3) -> dict:
     """The answer `predict --json` gives for one image file, or for an image's bytes called `name`.
 
     No ink is an answer ("no digit"), a UserError is an error answer; any other exception is raised.
@@ -87,7 +89,7 @@ def read_digit(model: DigitModel, source: Path | bytes, name: str, threshold: fl
     return {"file": name, **reading.as_json()}
 
 
-def _read_number(model: DigitModel, file: Path, name: str, threshold: float, top_k: int) -> dict:
+def _read_number(model: DigitModel, file: Path, name: str, threshold: float | None, top_k: int) -> dict:
     from edge.multi import find_digits
 
     try:

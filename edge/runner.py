@@ -13,13 +13,15 @@ from pathlib import Path
 import numpy as np
 
 from edge.adapt import Adapter
+from edge.confidence import Confidence
 from edge.errors import UserError
 from edge.metadata import FEATURES, PROBABILITIES, dequantize, load_metadata, model_input
 
 
 @dataclass
 class Reading:
-    """One answer: `digit` is None when there is no ink or the model is not sure enough."""
+    """One answer: `digit` is None when there is no ink or the model is not sure enough (edge/confidence.py);
+    `top` holds the best guesses all the same."""
 
     digit: int | None
     confidence: float
@@ -66,6 +68,7 @@ class DigitModel:
         if "features" in self.meta:
             self._outputs[FEATURES] = (indices[FEATURES], self.meta["features"])
         self.adapter = Adapter(self.meta["adaptation"]) if "adaptation" in self.meta else None
+        self.confidence = Confidence.of(self.meta)
         self._batch = shape[0]
         self.interpreter.allocate_tensors()
 
@@ -81,12 +84,13 @@ class DigitModel:
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         """uint8 white-on-black (n, 28, 28) MNIST-framed pixels -> (n, 10) class probabilities,
-        adapted to the handwriting the model was taught, if it was (edge/adapt.py)."""
+        adapted to the handwriting the model was taught, if it was (edge/adapt.py), then calibrated by
+        the model's temperature (edge/confidence.py)."""
         if self.adapter:
             outputs = self.outputs(pixels)
-            return self.adapter(outputs[PROBABILITIES], outputs[FEATURES])
+            return self.confidence.calibrate(self.adapter(outputs[PROBABILITIES], outputs[FEATURES]))
         self._invoke(pixels)
-        return self._output(PROBABILITIES)
+        return self.confidence.calibrate(self._output(PROBABILITIES))
 
     def _invoke(self, pixels: np.ndarray) -> None:
         batch = model_input(pixels, self.meta)
@@ -101,10 +105,12 @@ class DigitModel:
         index, spec = self._outputs[name]
         return dequantize(self.interpreter.get_tensor(index), spec)
 
-    def read(self, pixels: np.ndarray, threshold: float = 0.5, top_k: int = 3) -> list[Reading]:
-        """Readings for a batch of framed digits; under `threshold` the answer is "no digit"."""
+    def read(self, pixels: np.ndarray, threshold: float | None = None, top_k: int = 3) -> list[Reading]:
+        """Readings for a batch of framed digits; under `threshold` (default: the model's own, from its
+        metadata) the answer is "no digit"."""
         if len(pixels) == 0:
             return []
+        threshold = self.confidence.threshold if threshold is None else threshold
         readings = []
         for p in self.probabilities(pixels):
             order = np.argsort(-p, kind="stable")[:top_k]  # ties: lower digit first, on every CPU

@@ -13,6 +13,7 @@ import numpy as np
 from digitcnn.data import Mnist, load_mnist
 from edge.adapt import feature_statistics
 from edge.atomic import atomic_write, write_json
+from edge.confidence import THRESHOLD, fit_temperature
 from edge.metadata import build_metadata, embed_metadata, model_input, sidecar_path
 from export.calibration import representative_images
 from export.convert import check_io, convert_variants
@@ -49,12 +50,22 @@ def export_run(path: str | os.PathLike, variants: list[str], out: str | os.PathL
         calibration_io = {"pixel_scaling": source.pixel_scaling, "input": float_input_spec()}
         calibration = model_input(reference[0], calibration_io)
     out_dir = Path(out) if out else source.run_dir
+    validation = source.validation(mnist)  # where each variant's confidence is fitted
     for variant, flatbuffer in convert_variants(model, variants, calibration).items():
-        yield _finish(variant, flatbuffer, source, mnist, keras_probs, reference, out_dir, max_drop)
+        yield _finish(variant, flatbuffer, source, mnist, keras_probs, reference, validation, out_dir, max_drop)
+
+
+def confidence(flatbuffer: bytes, io_meta: dict, validation: tuple[np.ndarray, np.ndarray]) -> dict:
+    """The "no digit" rule of one variant (edge/confidence.py): the temperature that calibrates its own
+    probabilities on the run's validation images, and the fixed threshold."""
+    pixels, labels = validation
+    return {"temperature": fit_temperature(predict(flatbuffer, pixels, io_meta), labels), "threshold": THRESHOLD,
+            "images": len(labels)}
 
 
 def _finish(variant: str, flatbuffer: bytes, source: Source, mnist: Mnist, keras_probs: np.ndarray,
-            reference: tuple[np.ndarray, np.ndarray], out_dir: Path, max_drop: float) -> Exported:
+            reference: tuple[np.ndarray, np.ndarray], validation: tuple[np.ndarray, np.ndarray], out_dir: Path,
+            max_drop: float) -> Exported:
     io = tensor_specs(flatbuffer)
     io_meta = {"pixel_scaling": source.pixel_scaling, **io}
     scores = verify(flatbuffer, io_meta, mnist.x_test, mnist.y_test, keras_probs)
@@ -76,8 +87,9 @@ def _finish(variant: str, flatbuffer: bytes, source: Source, mnist: Mnist, keras
         removed = f" (removed the earlier {', '.join(p.name for p in stale)})" if stale else ""
         return Exported(variant, len(flatbuffer), scores, latency_per_image(flatbuffer, one_image), None,
                         f"{variant}: {'; '.join(problems)}; not written{removed}")
-    meta = build_metadata(variant=variant, **io, pixel_scaling=source.pixel_scaling, source=source.summary(),
-                          verification=scores, flatbuffer=flatbuffer)
+    meta = build_metadata(variant=variant, **io, confidence=confidence(flatbuffer, io_meta, validation),
+                          pixel_scaling=source.pixel_scaling, source=source.summary(), verification=scores,
+                          flatbuffer=flatbuffer)
     tflite = embed_metadata(flatbuffer, meta)
     latency = latency_per_image(tflite, one_image)  # timed on the final file, which proves it loads and runs
     with atomic_write(path) as f:

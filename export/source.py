@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from digitcnn.data import Mnist, run_split
 from edge.errors import UserError
 from edge.metadata import check_pixel_scaling, model_input
 
@@ -31,6 +32,13 @@ class Source:
     @property
     def run_dir(self) -> Path:
         return self.model_path.parent
+
+    def validation(self, mnist: Mnist) -> tuple[np.ndarray, np.ndarray]:
+        """The images this run held out from training, and their labels (its seed, val_size and subset)."""
+        config = self.metrics["config"]
+        _, _, x_val, y_val = run_split(mnist.x_train, mnist.y_train, val_size=config["val_size"],
+                                       seed=config["seed"], subset=config.get("subset"))
+        return x_val, y_val.astype(np.int64)
 
     def summary(self) -> dict:
         """The run's identity and key metrics, as metadata's `source` field."""
@@ -58,7 +66,7 @@ def find_source(path: str | Path) -> Source:
         raise UserError(f"{metrics_path}: not readable JSON ({e})") from None
     if not isinstance(metrics, dict):
         raise UserError(f"{metrics_path}: expected a JSON object of run metrics")
-    missing = [k for k in ("pixel_scaling", *SUMMARY_KEYS) if k not in metrics]
+    missing = [k for k in ("pixel_scaling", "config", *SUMMARY_KEYS) if k not in metrics]
     if missing:
         raise UserError(f"{metrics_path}: missing {', '.join(missing)} (not written by `cli.py train`?)")
     return Source(model_path, metrics, check_pixel_scaling(metrics["pixel_scaling"], str(metrics_path)))

@@ -94,10 +94,33 @@ def int8_model(small_run: Path) -> Path:
     return small_run / "model_int8.tflite"
 
 
+def with_rule(model: Path, out: Path, rule: dict | None) -> Path:
+    """A copy of `model` whose metadata carries the "no digit" rule `rule` (edge/confidence.py), or none
+    (None: as models exported before the rule existed)."""
+    from edge import metadata as md
+
+    meta = {k: v for k, v in md.load_metadata(model).items() if k != "confidence"}
+    if rule is not None:
+        meta["confidence"] = {"images": 1, **rule}
+    out.write_bytes(md.embed_metadata(model.read_bytes(), meta))
+    return out
+
+
+UNSURE = {"temperature": 3.0, "threshold": 0.6}
+"""A rule that withholds every digit: at T = 3 no calibrated probability passes 0.47 (the other nine
+classes keep at least (1/512)^(1/3) of the top one's weight each)."""
+
+
+@pytest.fixture(scope="session")
+def unsure_model(int8_model: Path, tmp_path_factory) -> Path:
+    """The int8 model with the UNSURE rule in its metadata: the same flatbuffer, every answer "no digit"."""
+    return with_rule(int8_model, tmp_path_factory.mktemp("unsure") / "unsure.tflite", UNSURE)
+
+
 @pytest.fixture(scope="session")
 def featureless_model(small_run: Path, int8_model: Path, tmp_path_factory) -> Path:
     """The small run exported as before teaching existed: one output, `probabilities`, and metadata
-    without `features` (float32, converted the way export then did)."""
+    without `features` or `confidence` (float32, converted the way export then did)."""
     import keras
     import tensorflow as tf
 
@@ -111,7 +134,7 @@ def featureless_model(small_run: Path, int8_model: Path, tmp_path_factory) -> Pa
                          input_signature=[tf.TensorSpec([1, 28, 28, 1], tf.float32, name="image")])
     archive.write_out(str(saved), verbose=False)
     flatbuffer = tf.lite.TFLiteConverter.from_saved_model(str(saved)).convert()
-    meta = {k: v for k, v in md.load_metadata(int8_model).items() if k != "features"}
+    meta = {k: v for k, v in md.load_metadata(int8_model).items() if k not in ("features", "confidence")}
     float_spec = {"dtype": "float32", "scale": None, "zero_point": None}
     meta.update(variant="float32", input={**meta["input"], **float_spec}, output={**meta["output"], **float_spec},
                 sha256=md.sha256(flatbuffer))

@@ -18,6 +18,7 @@ from PIL import Image
 from browser import PHONE, STROKES, chromium, draw, missing, serving, wait_ready, wait_until
 from conftest import run_cli
 from edge.preprocess import NoDigit, to_mnist
+from edge.runner import DigitModel
 from test_preprocess import drawing, faint_pen_page, render_page, render_photo
 
 
@@ -124,6 +125,30 @@ def test_server_answers_when_the_browser_cannot(phone, site):
     by_browser = draw(phone, STROKES[7])
     assert phone.evaluate("window.digitcnn.path") == "browser"
     assert {**by_browser, "file": by_server["file"]} == by_server  # same pixels, same model: same answer
+
+
+def test_the_models_rule_decides_no_digit_in_the_page_as_in_python(phone, site, int8_model, unsure_model):
+    """A model whose metadata holds another rule (edge/confidence.py; here temperature 3, threshold 0.6:
+    every digit withheld) changes the page's answer as it changes Python's, for the same pixels, in the
+    browser and through the server; the best guess stays top[0]."""
+    seen = {}
+    with serving(unsure_model) as unsure_site:
+        for model, url in ((int8_model, site), (unsure_model, unsure_site), (unsure_model, f"{unsure_site}/?server")):
+            open_page(phone, url)
+            answer = draw(phone, STROKES[7])
+            pixels = np.array(phone.evaluate("window.digitcnn.pixels"), np.uint8).reshape(28, 28)
+            python = DigitModel(model).read(pixels[None])[0].as_json()
+            assert answer["digit"] == python["digit"], (url, answer, python)
+            assert answer["confidence"] == pytest.approx(python["confidence"], abs=1e-4)
+            assert [d for d, _ in answer["top"]] == [d for d, _ in python["top"]]
+            assert [p for _, p in answer["top"]] == pytest.approx([p for _, p in python["top"]], abs=1e-4)
+            seen[url] = answer
+            path = phone.evaluate("window.digitcnn.path")
+            assert path == ("server" if url.endswith("?server") else "browser")
+    usual, unsure, by_server = seen.values()
+    assert usual["digit"] == 7 and unsure["digit"] is None and by_server["digit"] is None
+    assert unsure["top"][0][0] == by_server["top"][0][0] == 7
+    assert phone.text_content("#digit") == "?" and phone.text_content("#confidence") == "not sure"
 
 
 def test_live_camera_is_read_on_a_secure_origin(phone, site):

@@ -23,9 +23,9 @@ function dot(a, b) {
   return sum;
 }
 
-const baseLogits = (probabilities) => Float64Array.from(probabilities, (p) => Math.log(Math.max(p, FLOOR)));
+export const baseLogits = (probabilities) => Float64Array.from(probabilities, (p) => Math.log(Math.max(p, FLOOR)));
 
-function softmax(z) {
+export function softmax(z) {
   const top = Math.max(...z);
   const e = z.map((v) => Math.exp(v - top));
   const total = e.reduce((a, b) => a + b, 0);

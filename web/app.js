@@ -41,7 +41,7 @@ async function read(image, upload, start = performance.now()) {
   let answer;
   if (teacher) {
     const read = pixels ? await teacher.probabilities(pixels) : null;
-    answer = read ? reply(read.probabilities) : {digit: null, confidence: 0, top: []};
+    answer = read ? reply(read.probabilities, teacher.model.meta) : {digit: null, confidence: 0, top: []};
     state.path = 'browser';
     state.model = read?.adapted ? 'adapted' : 'base';
   } else {

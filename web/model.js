@@ -1,11 +1,11 @@
 // The digit model in the browser (LiteRT.js on WASM), fed and read the way its metadata says.
 import {loadLiteRt, loadAndCompile, Tensor} from '@litertjs/core';
+import {calibrate, rule} from './confidence.js';
 
 // LiteRT logs its start-up (INFO, WARNING lines) on console.error; pass on only the rest.
 globalThis.Module = {printErr: (text) => { if (!/^(INFO|WARNING):/.test(text)) console.warn(text); }};
 
 const TOP_K = 3;
-const THRESHOLD = 0.5;  // as edge/runner.py: under this confidence the answer is "no digit"
 // Output names in the model's signature (edge/metadata.py PROBABILITIES, FEATURES): never by position.
 const PROBABILITIES = 'probabilities';
 const FEATURES = 'features';
@@ -44,11 +44,16 @@ async function outputs(model, meta, pixels) {
   return found;
 }
 
-/** The same object as `predict --json` (edge/runner.py Reading.as_json), without "file". */
-export function answer(probs) {
-  const order = Array.from(probs, (p, d) => [d, p]).sort((a, b) => b[1] - a[1] || a[0] - b[0]).slice(0, TOP_K);
+/**
+ * The same object as `predict --json` (edge/runner.py read, Reading.as_json), without "file", for the model's
+ * final probabilities (adapted or not): calibrated, and "no digit" under the threshold, by `meta`'s rule.
+ */
+export function answer(probs, meta) {
+  const {temperature, threshold} = rule(meta);
+  const calibrated = calibrate(probs, temperature);
+  const order = Array.from(calibrated, (p, d) => [d, p]).sort((a, b) => b[1] - a[1] || a[0] - b[0]).slice(0, TOP_K);
   const confidence = order[0][1];
   const round = (p) => Math.round(p * 1e4) / 1e4;
-  return {digit: confidence >= THRESHOLD ? order[0][0] : null, confidence: round(confidence),
+  return {digit: confidence >= threshold ? order[0][0] : null, confidence: round(confidence),
           top: order.map(([d, p]) => [d, round(p)])};
 }

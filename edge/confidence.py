@@ -1,0 +1,82 @@
+"""When the answer is "no digit": one rule for every reader (runner, predict, camera, serve, evaluate, the page).
+
+A model trained with label smoothing is unsure by design: its top probability on a clean MNIST digit
+is about 0.9, so the right digit of a photo often lands under a fixed 0.5 and was withheld. Export
+therefore fits a temperature T on the run's held-out validation images (the T that minimises their
+negative log-likelihood, `fit_temperature`): the model's probabilities, sharpened by it, say how
+often the top answer is right. The answer is a digit only when that calibrated top probability
+reaches the threshold, 0.5, fixed in advance: when the best guess is more likely right than wrong.
+Otherwise `digit` is null ("no digit here, or truly ambiguous") and the best guess is still top[0].
+
+Both numbers travel in the model's metadata (`confidence`) and readers apply them to the model's
+final probabilities, after any adaptation (edge/adapt.py), so confidences and answers are the
+calibrated ones everywhere. web/model.js does the same arithmetic. Models exported before this have
+no `confidence` and answer as they always did: raw probabilities, threshold 0.5.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.adapt import base_logits
+
+THRESHOLD = 0.5
+"""The calibrated probability the top answer needs: more likely right than wrong. Also the threshold
+of models exported without a `confidence` field, on their raw probabilities."""
+TEMPERATURES = (0.05, 20.0)
+"""The range `fit_temperature` searches."""
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def calibrate(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """Probabilities as softmax(log p / T), with p floored as teaching floors it (uint8 outputs have
+    zeros); T = 1 returns them untouched, so models without a temperature answer exactly as before."""
+    if temperature == 1:
+        return probabilities
+    return _softmax(base_logits(probabilities) / temperature).astype(np.float32)
+
+
+def _nll(probabilities: np.ndarray, labels: np.ndarray, temperature: float) -> float:
+    p = calibrate(probabilities, temperature)[np.arange(len(labels)), labels]
+    return float(-np.log(np.maximum(p, 1e-12)).mean())
+
+
+def fit_temperature(probabilities: np.ndarray, labels: np.ndarray, steps: int = 60) -> float:
+    """The temperature minimising the negative log-likelihood of `labels`, by golden-section search on
+    log T (the likelihood is convex in 1/T); rounded to 4 decimals, as it is stored."""
+    low, high = np.log(TEMPERATURES[0]), np.log(TEMPERATURES[1])
+    ratio = (np.sqrt(5) - 1) / 2
+    for _ in range(steps):
+        a, b = high - ratio * (high - low), low + ratio * (high - low)
+        if _nll(probabilities, labels, float(np.exp(a))) < _nll(probabilities, labels, float(np.exp(b))):
+            high = b
+        else:
+            low = a
+    return round(float(np.exp((low + high) / 2)), 4)
+
+
+@dataclass(frozen=True)
+class Confidence:
+    """A model's rule: its temperature, and the calibrated probability under which the answer is "no digit"."""
+
+    temperature: float = 1.0
+    threshold: float = THRESHOLD
+
+    @classmethod
+    def of(cls, meta: dict) -> Confidence:
+        """The rule in a model's metadata, or today's (T = 1, 0.5) for a model exported without one."""
+        rule = meta.get("confidence")
+        return cls() if rule is None else cls(float(rule["temperature"]), float(rule["threshold"]))
+
+    def calibrate(self, probabilities: np.ndarray) -> np.ndarray:
+        return calibrate(probabilities, self.temperature)
+
+    def answers(self, probabilities: np.ndarray) -> np.ndarray:
+        """The digit for each row of calibrated probabilities, or -1 where the rule withholds it."""
+        return np.where(probabilities.max(axis=-1) >= self.threshold, probabilities.argmax(axis=-1), -1)
