@@ -12,7 +12,6 @@ import click
 from edge import cli as edge_cli
 from edge.cli import Cli, chosen_model, model_flag
 from edge.errors import UserError
-from edge.extras import needs
 from edge.metadata import VARIANTS
 
 
@@ -26,7 +25,6 @@ def _quiet_tensorflow() -> None:
 
 
 @main.command()
-@needs("train")
 @click.option("--model", type=click.Choice(["lenet5", "lenet-plus"]), default="lenet-plus", show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True, help="Per replica.")
@@ -63,7 +61,6 @@ def train(**options) -> None:
 
 
 @main.command()
-@needs("train")
 @click.argument("source", metavar="RUN_DIR|MODEL.keras", type=click.Path())
 @click.option("--quantize", type=click.Choice([*VARIANTS, "all"]), default="int8", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory (default: beside the model).")
@@ -96,7 +93,6 @@ def export(source: str, quantize: str, out: str | None, max_drop: float, data: s
 
 
 @main.command()
-@needs("train")
 @click.argument("models", nargs=-1, metavar="[MODEL...]")
 @click.option("--model", "flagged", multiple=True, type=click.Path(dir_okay=False),
               help="A model to score, as the arguments (repeatable; default: the one shipped with digitcnn).")
@@ -142,7 +138,6 @@ def evaluate(models: tuple[str, ...], flagged: tuple[str, ...], data: str | None
 
 
 @main.command()
-@needs("train")
 @click.argument("arguments", nargs=-1, required=True, metavar="[MODEL] IMAGE")
 @model_flag
 @click.option("--out", type=click.Path(dir_okay=False),

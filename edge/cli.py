@@ -13,17 +13,22 @@ from typing import Callable
 import click
 
 from edge.errors import UserError
-from edge.extras import needs
+from edge.extras import install_hint
 from edge.shipped import SHIPPED_MODEL
 
 class Cli(click.Group):
-    """Turns a UserError anywhere below into a one-line message and exit code 1."""
+    """Turns a UserError anywhere below, or a missing extra's module, into a one-line message and exit code 1."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except UserError as e:
             raise click.ClickException(str(e)) from None
+        except ModuleNotFoundError as e:  # an extra not installed: say which, not a traceback
+            hint = install_hint(e)
+            if hint is None:
+                raise
+            raise click.ClickException(hint) from None
 
 
 def _describe(answer: dict) -> str:
@@ -82,7 +87,6 @@ threshold_option = click.option("--threshold", type=click.FloatRange(0, 1), defa
 
 
 @click.command()
-@needs("edge")
 @model_and_inputs
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per input, one per line.")
 @click.option("--multi", is_flag=True, help="Read a written number: every digit, left to right, line by line.")
@@ -114,7 +118,6 @@ def predict(model: str, inputs: tuple[str, ...], as_json: bool, multi: bool, thr
 
 
 @click.command()
-@needs("edge")
 @model_argument
 @click.option("--source", default="0", show_default=True,
               help="Camera index, 'picamera2', a video file or a folder of images.")
@@ -137,7 +140,6 @@ def camera(model: str, source: str, headless: bool, roi: float, max_frames: int 
 
 
 @click.command()
-@needs("edge")
 @model_argument
 @threads_option
 @click.option("--seconds", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
@@ -150,7 +152,6 @@ def bench(model: str, threads: int | None, seconds: float) -> None:
 
 
 @click.command()
-@needs("edge", "serve")
 @model_argument
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; 0.0.0.0 lets phones on the same network in.")
@@ -168,7 +169,6 @@ def serve(model: str, host: str, port: int, workers: int | None) -> None:
 
 
 @click.command()
-@needs("edge")
 @click.argument("samples", type=click.Path(file_okay=False))
 @click.option("--model", type=click.Path(dir_okay=False),
               help="The model to adapt (a .tflite exported with its features output; default: the shipped one).")

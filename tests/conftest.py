@@ -25,13 +25,13 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 600, check: bo
     return result
 
 
-# Run as `python -c BLOCK_TENSORFLOW -m MODULE ARGS` or `... SCRIPT ARGS`: any TensorFlow/Keras import fails.
+# Run as `python -c BLOCK_TENSORFLOW -m MODULE ARGS` or `... SCRIPT ARGS`: TensorFlow and Keras seem not installed.
 BLOCK_TENSORFLOW = """
 import sys, runpy
 class Refuse:
     def find_spec(self, name, path=None, target=None):
         if name.split('.')[0] in ('tensorflow', 'keras'):
-            raise ImportError('refused import of ' + name)
+            raise ModuleNotFoundError('refused import of ' + name, name=name)
 sys.meta_path.insert(0, Refuse())
 if sys.argv[1] == '-m':
     sys.argv = sys.argv[2:]
