@@ -66,6 +66,19 @@ def mnist_npz(datasets_dir: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def mnist_pngs(mnist_npz: Path, tmp_path_factory) -> list[tuple[Path, int]]:
+    """The first five MNIST test digits as PNG files, with their labels."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("mnist_pngs")
+    with np.load(mnist_npz) as d:
+        x, y = d["x_test"][:5], d["y_test"][:5]
+    for i, image in enumerate(x):
+        Image.fromarray(image).save(folder / f"{i}.png")
+    return [(folder / f"{i}.png", int(label)) for i, label in enumerate(y)]
+
+
 @pytest.fixture
 def tiny_npz(tmp_path: Path) -> Path:
     """A 200/50-image MNIST-layout npz of random blobs: enough to exercise the loader and loop."""

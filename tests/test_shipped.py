@@ -7,10 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-import pytest
-from PIL import Image
-
 from conftest import BLOCK_TENSORFLOW, ROOT, run_cli
 from edge.shipped import SHIPPED_MODEL
 
@@ -28,17 +24,6 @@ accuracy = float(np.mean(model.probabilities(x).argmax(axis=1) == y))
 print(json.dumps({"accuracy": accuracy, "n": len(y), "source": model.meta["source"],
                   "tensorflow": sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))}))
 """
-
-
-@pytest.fixture(scope="module")
-def digits(mnist_npz, tmp_path_factory) -> list[tuple[Path, int]]:
-    """Five MNIST test digits as PNG files, with their labels."""
-    folder = tmp_path_factory.mktemp("digits")
-    with np.load(mnist_npz) as d:
-        x, y = d["x_test"][:5], d["y_test"][:5]
-    for i, (image, label) in enumerate(zip(x, y)):
-        Image.fromarray(image).save(folder / f"{i}.png")
-    return [(folder / f"{i}.png", int(label)) for i, label in enumerate(y)]
 
 
 def _lines(stderr: str) -> list[str]:
@@ -61,22 +46,22 @@ def test_shipped_model_runs_without_tensorflow_and_reads_mnist(mnist_npz, tmp_pa
     assert {"epochs", "seed", "augmentation"} <= set(source["config"]) and "out" not in source["config"]
 
 
-def test_commands_fall_back_on_the_shipped_model_and_say_so(digits, int8_model, tmp_path):
-    files = [str(path) for path, _ in digits]
+def test_commands_fall_back_on_the_shipped_model_and_say_so(mnist_pngs, int8_model, tmp_path):
+    files = [str(path) for path, _ in mnist_pngs]
     shipped = run_cli("predict", *files, "--json")
     assert _lines(shipped.stderr) == [SHIPPED_LINE]
     answers = [json.loads(line) for line in shipped.stdout.splitlines()]  # stdout: the answers only
-    assert [a["digit"] for a in answers] == [label for _, label in digits]
+    assert [a["digit"] for a in answers] == [label for _, label in mnist_pngs]
     for given in ([str(int8_model)], ["--model", str(int8_model)]):
         chosen = run_cli("predict", *given, files[0], "--json")
         assert _lines(chosen.stderr) == [] and json.loads(chosen.stdout)["file"] == files[0]
     both = run_cli("predict", "--model", str(int8_model), str(int8_model), files[0], check=False)
     assert both.returncode == 1 and _lines(both.stderr) == [
         f"Error: two models given ({int8_model} and {int8_model}): give one"]
-    camera = run_cli("camera", "--source", str(digits[0][0].parent), "--headless", "--max-frames", "2")
+    camera = run_cli("camera", "--source", str(mnist_pngs[0][0].parent), "--headless", "--max-frames", "2")
     assert _lines(camera.stderr)[0] == SHIPPED_LINE and len(camera.stdout.splitlines()) == 2
     explained = run_cli("explain", files[0], "--out", str(tmp_path / "explained.png"))
-    assert explained.stdout.startswith(f"{digits[0][1]}  ") and (tmp_path / "explained.png").is_file()
+    assert explained.stdout.startswith(f"{mnist_pngs[0][1]}  ") and (tmp_path / "explained.png").is_file()
 
 
 def test_evaluate_reports_on_the_shipped_model_in_the_working_folder(mnist_npz, tmp_path):
