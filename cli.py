@@ -10,7 +10,7 @@ import os
 import click
 
 from edge import cli as edge_cli
-from edge.cli import Cli
+from edge.cli import Cli, chosen_model, model_flag
 from edge.errors import UserError
 from edge.metadata import VARIANTS
 
@@ -93,7 +93,9 @@ def export(source: str, quantize: str, out: str | None, max_drop: float, data: s
 
 
 @main.command()
-@click.argument("models", nargs=-1, required=True, metavar="MODEL...")
+@click.argument("models", nargs=-1, metavar="[MODEL...]")
+@click.option("--model", "flagged", multiple=True, type=click.Path(dir_okay=False),
+              help="A model to score, as the arguments (repeatable; default: the one shipped with digitcnn).")
 @click.option("--data", type=click.Path(),
               help="A labelled image folder (DIR/<digit>/* or DIR/<digit>_*.png), or an MNIST .npz or IDX folder "
                    "(default: the MNIST test set from $DIGITCNN_DATA, else the download).")
@@ -102,9 +104,10 @@ def export(source: str, quantize: str, out: str | None, max_drop: float, data: s
 @click.option("--robustness", is_flag=True, help="Also score MNIST test digits rotated, shifted, blurred, ...")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N images (and N for --robustness).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
-def evaluate(models: tuple[str, ...], data: str | None, report_dir: str | None, robustness: bool,
-             limit: int | None, as_json: bool) -> None:
-    """Score .tflite or .keras models (several: side by side) and write a report with plots and report.html."""
+def evaluate(models: tuple[str, ...], flagged: tuple[str, ...], data: str | None, report_dir: str | None,
+             robustness: bool, limit: int | None, as_json: bool) -> None:
+    """Score .tflite or .keras models (several: side by side; none: the shipped one) and write a report with
+    plots and report.html."""
     import json
 
     _quiet_tensorflow()
@@ -113,7 +116,7 @@ def evaluate(models: tuple[str, ...], data: str | None, report_dir: str | None, 
     from digitcnn.report import default_report_dir, headline_lines, model_names, write_report
     from digitcnn.robustness import robustness_table
 
-    paths = [check_model_path(m) for m in models]  # before any slow loading
+    paths = [check_model_path(m) for m in (models + flagged or (chosen_model(),))]  # before any slow loading
     labelled = load_labelled(data, limit)
     if labelled.skipped:
         click.echo(f"{len(labelled.skipped)} files left out of {data}:", err=True)
@@ -135,14 +138,19 @@ def evaluate(models: tuple[str, ...], data: str | None, report_dir: str | None, 
 
 
 @main.command()
-@click.argument("model")
-@click.argument("image")
+@click.argument("arguments", nargs=-1, required=True, metavar="[MODEL] IMAGE")
+@model_flag
 @click.option("--out", type=click.Path(dir_okay=False),
               help="PNG to write (default: <image stem>_explained.png beside the image).")
-def explain(model: str, image: str, out: str | None) -> None:
-    """Draw how the network reads one image, layer by layer, from the pixels to the answer."""
+def explain(arguments: tuple[str, ...], model_flag: str | None, out: str | None) -> None:
+    """Draw how the network reads one image, layer by layer, from the pixels to the answer (MODEL: a .tflite or
+    .keras file; default: the shipped one)."""
     from pathlib import Path
 
+    if len(arguments) > 2:
+        raise click.UsageError("give at most a model and one image")
+    *given, image = arguments
+    model = chosen_model(model_flag, *given)
     _quiet_tensorflow()
     from digitcnn.evaluate import check_model_path
     from edge.labelled import frame

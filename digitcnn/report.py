@@ -22,6 +22,7 @@ from digitcnn.explain import draw, explainer
 from digitcnn.figures import pyplot, write_png
 from digitcnn.scores import calibration, confusion_matrix, per_class, percentiles, rejection_curve, wilson_interval
 from edge.atomic import atomic_write, write_json
+from edge.shipped import SHIPPED_MODEL
 
 GALLERY = 24  # worst mistakes shown
 EXPLAINED = 3  # images explained layer by layer per model
@@ -37,8 +38,10 @@ def model_names(paths: list[Path]) -> list[str]:
 
 
 def default_report_dir(paths: list[Path]) -> Path:
-    """Beside the (first) model: `<stem>_report/`, or `<a>_vs_<b>_report/` for a comparison."""
-    return paths[0].parent / ("_vs_".join(model_names(paths)) + "_report")
+    """Beside the (first) model: `<stem>_report/`, or `<a>_vs_<b>_report/` for a comparison; for the shipped
+    model, in the working folder (an installed package is no place to write)."""
+    folder = Path() if paths[0].resolve() == SHIPPED_MODEL else paths[0].parent
+    return folder / ("_vs_".join(model_names(paths)) + "_report")
 
 
 def mistakes(evaluation: Evaluation) -> np.ndarray:

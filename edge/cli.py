@@ -5,21 +5,30 @@ Nothing here imports TensorFlow, so a Pi with only the `edge` extra runs all of 
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
+from typing import Callable
 
 import click
 
 from edge.errors import UserError
+from edge.extras import install_hint
+from edge.shipped import SHIPPED_MODEL
 
 class Cli(click.Group):
-    """Turns a UserError anywhere below into a one-line message and exit code 1."""
+    """Turns a UserError anywhere below, or a missing extra's module, into a one-line message and exit code 1."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except UserError as e:
             raise click.ClickException(str(e)) from None
+        except ModuleNotFoundError as e:  # an extra not installed: say which, not a traceback
+            hint = install_hint(e)
+            if hint is None:
+                raise
+            raise click.ClickException(hint) from None
 
 
 def _describe(answer: dict) -> str:
@@ -32,7 +41,46 @@ def _describe(answer: dict) -> str:
     return f"{answer['digit']}  ({answer['confidence']:.3f})"
 
 
-model_argument = click.argument("model", type=click.Path(dir_okay=False))
+def chosen_model(*given: str | None) -> str:
+    """The one model given (by --model or by position), else the shipped one, said on stderr."""
+    models = [m for m in given if m]
+    if len(models) > 1:
+        raise UserError(f"two models given ({models[0]} and {models[1]}): give one")
+    if models:
+        return models[0]
+    click.echo(f"model: {SHIPPED_MODEL} (shipped)", err=True)
+    return str(SHIPPED_MODEL)
+
+
+model_flag = click.option("--model", "model_flag", type=click.Path(dir_okay=False),
+                          help="The .tflite model (default: the one shipped with digitcnn).")
+
+
+def model_argument(command: Callable) -> Callable:
+    """An optional MODEL argument, or --model; the command gets `model`, the shipped one if neither is given."""
+
+    @functools.wraps(command)
+    def with_model(*args, model: str | None, model_flag: str | None, **kwargs):
+        return command(*args, model=chosen_model(model_flag, model), **kwargs)
+
+    return click.argument("model", required=False, type=click.Path(dir_okay=False))(model_flag(with_model))
+
+
+def model_and_inputs(command: Callable) -> Callable:
+    """[MODEL.tflite] INPUTS...: a first argument ending in .tflite is the model (else --model, else the shipped
+    one); the command gets `model` and `inputs`."""
+
+    @functools.wraps(command)
+    def split(*args, arguments: tuple[str, ...], model_flag: str | None, **kwargs):
+        given = arguments[0] if arguments[0].lower().endswith(".tflite") else None
+        inputs = arguments[1:] if given else arguments
+        if not inputs:
+            raise click.UsageError("give one or more images (files or folders) after the model")
+        return command(*args, model=chosen_model(model_flag, given), inputs=inputs, **kwargs)
+
+    return click.argument("arguments", nargs=-1, required=True, metavar="[MODEL.tflite] INPUTS...")(model_flag(split))
+
+
 threads_option = click.option("--threads", type=click.IntRange(min=1), help="Interpreter threads (default: LiteRT's).")
 threshold_option = click.option("--threshold", type=click.FloatRange(0, 1),
                                 help="Under this confidence the answer is 'no digit' (default: the model's own, "
@@ -40,8 +88,7 @@ threshold_option = click.option("--threshold", type=click.FloatRange(0, 1),
 
 
 @click.command()
-@model_argument
-@click.argument("inputs", nargs=-1, required=True)
+@model_and_inputs
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per input, one per line.")
 @click.option("--multi", is_flag=True, help="Read a written number: every digit, left to right, line by line.")
 @threshold_option
@@ -49,7 +96,7 @@ threshold_option = click.option("--threshold", type=click.FloatRange(0, 1),
 @threads_option
 def predict(model: str, inputs: tuple[str, ...], as_json: bool, multi: bool, threshold: float, top_k: int,
             threads: int | None) -> None:
-    """Read the digit in each image file (or each image in a folder)."""
+    """Read the digit in each image file (or each image in a folder); with no model given, the shipped one answers."""
     from edge.predict import expand_inputs, predict_files
     from edge.runner import DigitModel
 
@@ -124,18 +171,18 @@ def serve(model: str, host: str, port: int, workers: int | None) -> None:
 
 @click.command()
 @click.argument("samples", type=click.Path(file_okay=False))
-@click.option("--model", default="runs/lenet-plus/model_int8.tflite", show_default=True, type=click.Path(dir_okay=False),
-              help="The model to adapt (a .tflite exported with its features output).")
+@click.option("--model", type=click.Path(dir_okay=False),
+              help="The model to adapt (a .tflite exported with its features output; default: the shipped one).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Adapted model to write (default: SAMPLES.tflite beside "
               "the folder).")
-def teach(samples: str, model: str, out: str | None) -> None:
+def teach(samples: str, model: str | None, out: str | None) -> None:
     """Adapt a model to your handwriting from SAMPLES, a folder of your digits (SAMPLES/<digit>/*.png or
     SAMPLES/<digit>_*.png), and write the adapted model: use it wherever a model goes."""
     from pathlib import Path
 
     from edge.teach import default_output, teach as run_teach
 
-    taught = run_teach(Path(samples), Path(model), Path(out) if out else default_output(Path(samples)))
+    taught = run_teach(Path(samples), Path(chosen_model(model)), Path(out) if out else default_output(Path(samples)))
     if taught.left_out:
         click.echo(f"{len(taught.left_out)} files left out of {samples}:", err=True)
         for message in taught.left_out:

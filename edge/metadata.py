@@ -52,6 +52,10 @@ def _text(v: Any) -> bool:
     return isinstance(v, str) and v != ""
 
 
+def _sha256(v: Any) -> bool:
+    return isinstance(v, str) and re.fullmatch("[0-9a-f]{64}", v) is not None
+
+
 def _shape(rank: int) -> Callable[[Any], bool]:
     return lambda v: isinstance(v, list) and len(v) == rank and all(_int(d) and d > 0 for d in v)
 
@@ -83,8 +87,14 @@ _FIELDS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("verification.keras_test_accuracy", _fraction, "a number in [0, 1]"),
     ("verification.agreement", _fraction, "a number in [0, 1]"),
     ("verification.max_abs_diff", lambda v: v is None or _number(v), "a number, or null for quantized output"),
-    ("sha256", lambda v: isinstance(v, str) and re.fullmatch("[0-9a-f]{64}", v) is not None,
-     "64 lowercase hex digits"),
+    ("sha256", _sha256, "64 lowercase hex digits"),
+)
+
+# Optional (exports before issue 14 lack them): what it takes to train the same weights again.
+_RECIPE_FIELDS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("source.config", lambda v: isinstance(v, dict) and v != {}, "a JSON object of training settings"),
+    ("source.weights_sha256", _sha256, "64 lowercase hex digits"),
+    ("source.data_sha256", _sha256, "64 lowercase hex digits"),
 )
 
 
@@ -173,6 +183,8 @@ def validate_metadata(meta: Any, where: str = "model metadata") -> dict:
         _check_quantization(meta, tensor, where)
     if meta["output"]["shape"][1] != len(meta["labels"]):
         raise UserError(f"{where}: output.shape {meta['output']['shape']} does not give one score per label")
+    if "config" in meta["source"]:
+        _check(meta, _RECIPE_FIELDS, where)
     # Optional: models exported before teaching existed have no features, and only taught models adapt.
     if "features" in meta or "adaptation" in meta:
         _check(meta, (("features.shape", _shape(2), "a list of 2 positive integers"),), where)

@@ -39,13 +39,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edge.errors import UserError
 from edge.metadata import bare_flatbuffer
+from edge.page import RUNTIME, page_root
 from edge.predict import unexpected
 from edge.runner import DigitModel
 from edge.workers import Busy, Workers, default_workers
 
-ROOT = Path(__file__).resolve().parent.parent
-WEB = ROOT / "web"
-NODE_MODULES = ROOT / "node_modules"
+WEB = page_root() / "web"
+NODE_MODULES = page_root() / "node_modules"
 MAX_UPLOAD = 10 * 1024 * 1024
 """Largest accepted upload (bytes): a 50 MP phone JPEG fits, a mistaken video does not."""
 FORM_OVERHEAD = 64 * 1024
@@ -58,18 +58,6 @@ MAX_CONNECTIONS = 64
 """Open connections (uvicorn's limit_concurrency): beyond this, requests get 503."""
 KEEP_ALIVE_SECONDS = 5
 """An idle keep-alive connection is closed after this long."""
-PAGE_RUNTIME = (
-    "@litertjs/core/dist/index.js",
-    "@litertjs/wasm-utils/dist/index.js",
-    "@litertjs/core/wasm/litert_wasm_internal.js",
-    "@litertjs/core/wasm/litert_wasm_internal.wasm",
-)
-"""What every page load fetches from node_modules (compressed before the first request)."""
-RUNTIME = PAGE_RUNTIME + (
-    "@litertjs/core/wasm/litert_wasm_compat_internal.js",  # browsers without relaxed SIMD
-    "@litertjs/core/wasm/litert_wasm_compat_internal.wasm",
-)
-"""The only node_modules files served at all: never the whole folder."""
 MEDIA_TYPES = {".js": "text/javascript", ".wasm": "application/wasm"}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
@@ -232,7 +220,7 @@ def create_app(model_path: str | Path, *, web: Path = WEB, node_modules: Path = 
         raise UserError(f"{web}: the page's files are missing (index.html)")
     missing = [name for name in RUNTIME if not (node_modules / name).is_file()]
     if missing:
-        raise UserError(f"{node_modules / missing[0]}: missing; run `npm ci` in {ROOT}")
+        raise UserError(f"{node_modules / missing[0]}: missing; run `npm ci` in {node_modules.parent}")
     readers = Workers(model.path, workers or default_workers(), queue)
 
     async def predict(request: Request) -> Response:
@@ -288,7 +276,7 @@ def create_app(model_path: str | Path, *, web: Path = WEB, node_modules: Path = 
         Route("/node_modules/{name:path}", runtime),
         Mount("/", StaticFiles(directory=web, html=True)),
     ]
-    for name in PAGE_RUNTIME:
+    for name in RUNTIME:
         _gzipped(node_modules / name)
     csp = content_security_policy((web / "index.html").read_text(encoding="utf-8"))
     return Starlette(routes=routes, lifespan=lifespan,

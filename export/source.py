@@ -17,8 +17,11 @@ from digitcnn.data import Mnist, run_split
 from edge.errors import UserError
 from edge.metadata import check_pixel_scaling, model_input
 
-# Run facts copied into every export's metadata.
-SUMMARY_KEYS = ("model", "params", "test_accuracy")
+# Run facts copied into every export's metadata: with the settings below, the data's sha256 and the
+# library versions, enough to train the same weights again (training is deterministic on one machine kind).
+SUMMARY_KEYS = ("model", "params", "test_accuracy", "weights_sha256", "versions")
+# The run's settings that name places on the machine that trained it, not what it computed.
+LOCAL_SETTINGS = ("out", "data")
 # One image per call: LiteRT.js rejects a dynamic batch; Python resizes the batch after loading.
 INPUT_SHAPE = [1, 28, 28, 1]
 
@@ -41,8 +44,10 @@ class Source:
         return x_val, y_val.astype(np.int64)
 
     def summary(self) -> dict:
-        """The run's identity and key metrics, as metadata's `source` field."""
-        return {"run_dir": str(self.run_dir.resolve()), **{k: self.metrics[k] for k in SUMMARY_KEYS}}
+        """The run's identity, key metrics and recipe, as metadata's `source` field."""
+        config = {k: v for k, v in self.metrics["config"].items() if k not in LOCAL_SETTINGS}
+        return {"run_dir": str(self.run_dir.resolve()), **{k: self.metrics[k] for k in SUMMARY_KEYS},
+                "config": config, "data_sha256": self.metrics["data"]["sha256"]}
 
 
 def find_source(path: str | Path) -> Source:
@@ -66,7 +71,7 @@ def find_source(path: str | Path) -> Source:
         raise UserError(f"{metrics_path}: not readable JSON ({e})") from None
     if not isinstance(metrics, dict):
         raise UserError(f"{metrics_path}: expected a JSON object of run metrics")
-    missing = [k for k in ("pixel_scaling", "config", *SUMMARY_KEYS) if k not in metrics]
+    missing = [k for k in ("pixel_scaling", "config", "data", *SUMMARY_KEYS) if k not in metrics]
     if missing:
         raise UserError(f"{metrics_path}: missing {', '.join(missing)} (not written by `cli.py train`?)")
     return Source(model_path, metrics, check_pixel_scaling(metrics["pixel_scaling"], str(metrics_path)))

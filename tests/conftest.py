@@ -25,13 +25,13 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 600, check: bo
     return result
 
 
-# Run as `python -c BLOCK_TENSORFLOW -m MODULE ARGS` or `... SCRIPT ARGS`: any TensorFlow/Keras import fails.
+# Run as `python -c BLOCK_TENSORFLOW -m MODULE ARGS` or `... SCRIPT ARGS`: TensorFlow and Keras seem not installed.
 BLOCK_TENSORFLOW = """
 import sys, runpy
 class Refuse:
     def find_spec(self, name, path=None, target=None):
         if name.split('.')[0] in ('tensorflow', 'keras'):
-            raise ImportError('refused import of ' + name)
+            raise ModuleNotFoundError('refused import of ' + name, name=name)
 sys.meta_path.insert(0, Refuse())
 if sys.argv[1] == '-m':
     sys.argv = sys.argv[2:]
@@ -64,6 +64,19 @@ def mnist_npz(datasets_dir: Path) -> Path:
     if not path.exists():
         _missing_data(f"MNIST not found at {path} (set DIGITCNN_DATA)")
     return path
+
+
+@pytest.fixture(scope="session")
+def mnist_pngs(mnist_npz: Path, tmp_path_factory) -> list[tuple[Path, int]]:
+    """The first five MNIST test digits as PNG files, with their labels."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("mnist_pngs")
+    with np.load(mnist_npz) as d:
+        x, y = d["x_test"][:5], d["y_test"][:5]
+    for i, image in enumerate(x):
+        Image.fromarray(image).save(folder / f"{i}.png")
+    return [(folder / f"{i}.png", int(label)) for i, label in enumerate(y)]
 
 
 @pytest.fixture

@@ -120,11 +120,11 @@ def test_page_model_and_metadata(client, int8_model):
 
 
 def test_only_allow_listed_runtime_files_are_served_compressed(client, fake_runtime):
-    wasm = client.get("/node_modules/@litertjs/core/wasm/litert_wasm_internal.wasm")
+    wasm = client.get("/node_modules/@litertjs/core/wasm/litert_wasm_compat_internal.wasm")
     assert wasm.status_code == 200 and wasm.headers["content-type"] == "application/wasm"
     assert wasm.headers["content-encoding"] == "gzip"  # httpx decompresses: the bytes are the file's
-    assert wasm.content == (fake_runtime / "@litertjs/core/wasm/litert_wasm_internal.wasm").read_bytes()
-    again = client.get("/node_modules/@litertjs/core/wasm/litert_wasm_internal.wasm",
+    assert wasm.content == (fake_runtime / "@litertjs/core/wasm/litert_wasm_compat_internal.wasm").read_bytes()
+    again = client.get("/node_modules/@litertjs/core/wasm/litert_wasm_compat_internal.wasm",
                        headers={"if-none-match": wasm.headers["etag"]})
     assert again.status_code == 304 and again.content == b""
     assert client.get("/node_modules/@litertjs/core/dist/index.js").headers["content-type"].startswith("text/javascript")

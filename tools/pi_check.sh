@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Prove the Raspberry Pi (aarch64) path: run `python -m edge predict` under qemu user-mode emulation
-# on an arm64 Debian Python with aarch64 wheels of the `edge` extra, and compare with this machine.
-#   [PYTHON=.venv/bin/python] tools/pi_check.sh MODEL.tflite IMAGE_OR_FOLDER...   (no root needed)
-# Prints one JSON line: {"pi_check": "pass"|"fail", "answers": N, ...}; exit 1 when answers differ.
+# Prove the Raspberry Pi (aarch64) path: install a built wheel beside aarch64 wheels of the `edge` extra
+# and run its `digitcnn predict` under qemu user-mode emulation on an arm64 Debian Python; compare the
+# answers with `python -m edge predict` of this checkout on this machine.
+#   [PYTHON=.venv/bin/python] tools/pi_check.sh WHEEL [MODEL.tflite] IMAGE_OR_FOLDER...   (no root needed)
+# Without a model the shipped one answers on both sides. Prints one JSON line: {"pi_check": "pass"|"fail",
+# "answers": N, ...}; exit 1 when answers differ.
 # Emulated timings mean nothing; answers do. Recipe: ../shared/notes/arm64-emulation.md.
 set -euo pipefail
-[ $# -ge 2 ] || { echo "usage: $0 MODEL.tflite IMAGE_OR_FOLDER..." >&2; exit 2; }
+[ $# -ge 2 ] || { echo "usage: $0 WHEEL [MODEL.tflite] IMAGE_OR_FOLDER..." >&2; exit 2; }
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 W=${PI_CHECK_DIR:-/tmp/digitcnn-pi}
 C=$W/C
@@ -44,10 +46,14 @@ for i in 0 1 2 3; do
   printf 'processor\t: %s\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n' $i
 done > "$C/sysroot/proc/cpuinfo"
 
-model=$1; shift
-native=$(cd "$ROOT" && "${PYTHON:-python3}" -m edge predict "$model" "$@" --json 2>/dev/null || true)
-emulated=$(cd "$ROOT" && env -i QEMU_CPU=cortex-a72 PYTHONPATH="$C/site:$ROOT" \
-  "$QEMU" -L "$C/sysroot" "$C/sysroot/usr/bin/python3.11" -m edge predict "$model" "$@" --json 2>/dev/null || true)
+wheel=$(realpath "$1"); shift
+args=()
+for a in "$@"; do if [ -e "$a" ]; then args+=("$(realpath "$a")"); else args+=("$a"); fi; done  # run elsewhere
+rm -rf "$W/app" && python3 -m pip install -q --no-deps --target "$W/app" "$wheel"
+native=$(cd "$ROOT" && "${PYTHON:-python3}" -m edge predict "${args[@]}" --json 2>/dev/null || true)
+emulated=$(cd "$W" && env -i QEMU_CPU=cortex-a72 PYTHONPATH="$W/app:$C/site" \
+  "$QEMU" -L "$C/sysroot" "$C/sysroot/usr/bin/python3.11" "$W/app/bin/digitcnn" predict "${args[@]}" --json \
+  2>/dev/null || true)
 python3 - "$native" "$emulated" <<'PY'
 import json, sys
 native, emulated = ([json.loads(l) for l in s.splitlines() if l.strip()] for s in sys.argv[1:3])

@@ -2,6 +2,10 @@
 import {loadLiteRt, loadAndCompile, Tensor} from '@litertjs/core';
 import {calibrate, rule} from './confidence.js';
 
+// The compat build, named rather than left to LiteRT.js, which picks the relaxed-SIMD build where it can:
+// the server carries only this one (edge/page.py RUNTIME), which every browser runs, iPhones included.
+const RUNTIME = '/node_modules/@litertjs/core/wasm/litert_wasm_compat_internal.js';
+
 // LiteRT logs its start-up (INFO, WARNING lines) on console.error; pass on only the rest.
 globalThis.Module = {printErr: (text) => { if (!/^(INFO|WARNING):/.test(text)) console.warn(text); }};
 
@@ -17,7 +21,7 @@ const FEATURES = 'features';
 export async function loadModel() {
   const [meta] = await Promise.all([
     fetch('/model.json').then((r) => r.json()),
-    loadLiteRt('/node_modules/@litertjs/core/wasm/'),
+    loadLiteRt(RUNTIME),
   ]);
   const model = await loadAndCompile('/model.tflite', {accelerator: 'wasm'});
   return {meta, run: (pixels) => outputs(model, meta, pixels)};
