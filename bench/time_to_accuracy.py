@@ -1,6 +1,6 @@
 """Benchmark: time to accuracy, ours against the Keras "Simple MNIST convnet" example, side by side.
 
-    python bench/time_to_accuracy.py [--seeds 1,2,3] [--data PATH]      # prints one JSON line
+    python bench/time_to_accuracy.py [--seeds 1,2,3] [--data PATH] [--keep DIR]    # prints one JSON line
 
 The Keras example (keras-io examples/vision/mnist_convnet.py, written here from its description:
 two 3x3 convolutions of 32 and 64 filters with max pooling, dropout 0.5, softmax; Adam, batch 128,
@@ -80,16 +80,18 @@ def keras_example(data: str | None) -> list[dict]:
     return timeline.epochs
 
 
-def ours(data: str | None, model: str, seed: int | None) -> list[dict]:
-    """`python cli.py train --model MODEL [--seed SEED]` with its defaults, in a scratch directory."""
+def ours(data: str | None, model: str, seed: int | None, keep: str | None) -> list[dict]:
+    """`python cli.py train --model MODEL [--seed SEED]` with its defaults, in `keep`/MODEL-seedSEED or a
+    scratch directory (a kept run can be exported, evaluated or shipped like any other)."""
     from digitcnn.data import load_mnist
     from digitcnn.train import TrainConfig, train
 
     mnist = load_mnist(data, train=False)
     settings = {"model": model, "data": data, **({"seed": seed} if seed is not None else {})}
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(keep) / f"{model}-seed{TrainConfig(**settings).seed}" if keep else scratch
         timeline = Timeline(mnist.x_test, mnist.y_test)  # the clock starts before train() loads MNIST
-        train(TrainConfig(**settings, out=out), log=lambda *_: None, on_epoch_end=timeline)
+        train(TrainConfig(**settings, out=str(out)), log=lambda *_: None, on_epoch_end=timeline)
     return timeline.epochs
 
 
@@ -116,18 +118,20 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 @click.command()
 @click.option("--seeds", default="1,2,3", show_default=True, help="Seeds of the default recipe.")
 @click.option("--data", type=click.Path(exists=True), help="MNIST npz (default: $DIGITCNN_DATA or download).")
+@click.option("--keep", type=click.Path(file_okay=False),
+              help="Keep our runs in DIR/MODEL-seedN (they must not exist yet), instead of scratch directories.")
 @click.option("--contender", nargs=3, hidden=True, help="Internal: run one contender (kind model seed).")
-def main(seeds: str, data: str | None, contender: tuple[str, str, str] | None) -> None:
+def main(seeds: str, data: str | None, keep: str | None, contender: tuple[str, str, str] | None) -> None:
     if contender:
         kind, model, seed = contender
-        epochs = keras_example(data) if kind == "keras" else ours(data, model, None if seed == "-" else int(seed))
+        epochs = (keras_example(data) if kind == "keras"
+                  else ours(data, model, None if seed == "-" else int(seed), keep))
         print(json.dumps(epochs))
         return
-    data_arg = data or ""
-    keras_run = _summary(_run("keras", "-", "-", *(["--data", data_arg] if data else [])))
-    default = {seed: _summary(_run("ours", "lenet-plus", seed, *(["--data", data_arg] if data else [])))
-               for seed in seeds.split(",")}
-    lenet5 = _summary(_run("ours", "lenet5", "-", *(["--data", data_arg] if data else [])))
+    options = [*(["--data", data] if data else []), *(["--keep", keep] if keep else [])]
+    keras_run = _summary(_run("keras", "-", "-", *options))
+    default = {seed: _summary(_run("ours", "lenet-plus", seed, *options)) for seed in seeds.split(",")}
+    lenet5 = _summary(_run("ours", "lenet5", "-", *options))
     mean_accuracy = float(np.mean([r["test_accuracy"] for r in default.values()]))
     mean_seconds = float(np.mean([r["seconds"] for r in default.values()]))
     result = {
