@@ -66,7 +66,7 @@ def test_taught_model_reads_the_hand_it_was_taught_and_ordinary_digits(continent
     ordinary = [render(jittered(ORDINARY[d], rng)) for d in range(10)]
     truth = [1] * 4 + [7] * 4
     base_reads = _digits(int8_model, styled)
-    assert sum(b != t for b, t in zip(base_reads, truth)) >= 4, base_reads  # the base model misreads this hand
+    assert sum(b != 7 for b in base_reads[4:]) >= 2, base_reads  # the base model misreads this hand's crossed 7s
     assert _digits(taught, styled) == truth
     assert _digits(taught, ordinary) == list(range(10)) == _digits(int8_model, ordinary)
     assert _adaptation(taught)["samples"] == [5] * 10

@@ -78,7 +78,7 @@ def taught(browser, site, tmp_path_factory):
     context = browser.new_context(**PHONE, accept_downloads=True)
     page = open_page(context, site)
     rng = np.random.default_rng(42)
-    before = {d: read(page, jittered(CONTINENTAL[d], rng)) for d in (1, 7)}
+    before = [read(page, jittered(CONTINENTAL[7], rng)) for _ in range(4)]  # crossed 7s
     state = teach(page, CONTINENTAL)
     with page.expect_download() as download:
         page.click("#export")
@@ -90,7 +90,7 @@ def taught(browser, site, tmp_path_factory):
 
 def test_the_page_learns_a_hand_and_still_reads_ordinary_digits(taught, site):
     context, page, before, state, _ = taught
-    assert before[1] != 1 and before[7] != 7, before  # the base model misreads this hand
+    assert sum(d != 7 for d in before) >= 2, before  # the base model misreads this hand's crossed 7s
     assert state["samples"] == ROUNDS * 10 and state["source"] == "this phone" and state["issues"] == []
     assert "adapted model" in page.text_content("#taught")
     rng = np.random.default_rng(5)  # new drawings, not the samples
