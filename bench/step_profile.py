@@ -75,9 +75,8 @@ def _measure(part: str, model_name: str, steps: int) -> dict:
                 return tape.gradient(loss, model.trainable_variables)
             step = tf.function(gradients)
         elif part == "dispatch":
-            nothing = tf.function(lambda: strategy.run(lambda i, l: (tf.constant(0.0), tf.constant(0.0)),
-                                                       args=(images, labels)))
-            step = nothing
+            step = tf.function(lambda: strategy.run(lambda i, l: (tf.constant(0.0), tf.constant(0.0)),
+                                                    args=(images, labels)))
         else:
             train_step = make_train_step(strategy, model, optimizer, cfg.label_smoothing, cfg.batch_size)
             step = lambda: train_step((images, labels))  # noqa: E731
@@ -97,6 +96,8 @@ def _measure(part: str, model_name: str, steps: int) -> dict:
 @click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--part", type=click.Choice(PARTS), hidden=True, help="Internal: time one part in this process.")
 def main(model: str, steps: int, rounds: int, part: str | None) -> None:
+    from digitcnn.train import TrainConfig
+
     if part:
         print(json.dumps(_measure(part, model, steps)))
         return
@@ -109,7 +110,7 @@ def main(model: str, steps: int, rounds: int, part: str | None) -> None:
             runs[p].append(json.loads(out.splitlines()[-1]))
     median = {p: {k: round(statistics.median(r[k] for r in rs), 2) for k in ("wall_ms", "cpu_ms")}
               for p, rs in runs.items()}
-    print(json.dumps({"bench": "step_profile", "model": model, "batch": 128, "steps": steps, "rounds": rounds,
+    print(json.dumps({"bench": "step_profile", "model": model, "batch": TrainConfig().batch_size, "steps": steps, "rounds": rounds,
                       "ms_per_step": median}))
 
 

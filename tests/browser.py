@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import socket
 import threading
 import time
@@ -19,6 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--no-first-run", "--disable-sync"]
+# Under CI (or when asked), a machine that cannot run the browser tests fails them instead of skipping.
+REQUIRED = os.environ.get("DIGITCNN_REQUIRE_BROWSER") == "1" or os.environ.get("CI") == "true"
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "has_touch": True}
 
 # Digits as a person draws them on the pad: strokes of (x, y) points, fractions of the pad's side.

@@ -12,13 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ai_edge_litert.interpreter import Interpreter
 from conftest import run_cli
 from edge import metadata as md
 from edge.adapt import unit
 from edge.errors import UserError
 from edge.runner import named_outputs
-
-Interpreter = pytest.importorskip("ai_edge_litert.interpreter").Interpreter
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 from conftest import BLOCK_TENSORFLOW, ROOT, run_cli
 from edge.shipped import SHIPPED_MODEL

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from browser import PHONE, chromium, draw, missing, serving, trace, wait_ready, wait_until
+from browser import PHONE, chromium, draw, REQUIRED, missing, serving, trace, wait_ready, wait_until
 from conftest import run_cli
 from edge import metadata as md
 from edge.adapt import Adapter, review
@@ -23,7 +23,6 @@ from edge.runner import DigitModel
 from strokes import CONTINENTAL, ORDINARY, jittered
 
 REASON = missing()
-REQUIRED = os.environ.get("DIGITCNN_REQUIRE_BROWSER") == "1"
 pytestmark = pytest.mark.skipif(bool(REASON) and not REQUIRED, reason=str(REASON))
 ROUNDS = 3
 
@@ -31,7 +30,7 @@ ROUNDS = 3
 @pytest.fixture(scope="module")
 def browser():
     if REASON:
-        pytest.fail(f"DIGITCNN_REQUIRE_BROWSER=1 but {REASON}")
+        pytest.fail(f"the browser tests must run here (CI or DIGITCNN_REQUIRE_BROWSER=1), but {REASON}")
     with chromium() as b:
         yield b
 

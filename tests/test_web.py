@@ -7,15 +7,13 @@ under DIGITCNN_REQUIRE_BROWSER=1 (set by .ci/run), where that is a failure.
 from __future__ import annotations
 
 import base64
-import io
 import json
-import os
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from browser import PHONE, STROKES, chromium, draw, missing, serving, wait_ready, wait_until
+from browser import PHONE, STROKES, chromium, draw, REQUIRED, missing, serving, wait_ready, wait_until
 from conftest import run_cli
 from edge.preprocess import NoDigit, to_mnist
 from edge.runner import DigitModel
@@ -23,14 +21,13 @@ from test_preprocess import drawing, faint_pen_page, render_page, render_photo
 
 
 REASON = missing()
-REQUIRED = os.environ.get("DIGITCNN_REQUIRE_BROWSER") == "1"
 pytestmark = pytest.mark.skipif(bool(REASON) and not REQUIRED, reason=str(REASON))
 
 
 @pytest.fixture(scope="module")
 def browser():
     if REASON:
-        pytest.fail(f"DIGITCNN_REQUIRE_BROWSER=1 but {REASON}")
+        pytest.fail(f"the browser tests must run here (CI or DIGITCNN_REQUIRE_BROWSER=1), but {REASON}")
     # A test camera, and phone.test: the same server under a name that is not a secure origin.
     with chromium("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
                   "--host-resolver-rules=MAP phone.test 127.0.0.1") as b:
