@@ -51,7 +51,7 @@ def base_logits(probabilities: np.ndarray) -> np.ndarray:
     return np.log(np.maximum(np.asarray(probabilities, np.float64), FLOOR))
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
+def softmax(z: np.ndarray) -> np.ndarray:
     e = np.exp(z - z.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
 
@@ -78,7 +78,7 @@ def _fit(x: np.ndarray, targets: np.ndarray, offsets: np.ndarray, weights: np.nd
     w = np.zeros((DIGITS, x.shape[1]))
     ahead, t = w, 1.0
     for _ in range(STEPS):
-        residual = (_softmax(offsets + x @ ahead.T) - targets) * weights[:, None]
+        residual = (softmax(offsets + x @ ahead.T) - targets) * weights[:, None]
         gradient = residual.T @ x / total + penalty * ahead
         new = (ahead - step * gradient) * taught[:, None]
         t_new = (1 + np.sqrt(1 + 4 * t * t)) / 2
@@ -115,7 +115,7 @@ class Adapter:
 
     def __call__(self, probabilities: np.ndarray, features: np.ndarray) -> np.ndarray:
         """Adapted (n, 10) float32 probabilities from the base model's probabilities and features."""
-        return _softmax(base_logits(probabilities) + unit(features, self.center) @ self.weights.T).astype(np.float32)
+        return softmax(base_logits(probabilities) + unit(features, self.center) @ self.weights.T).astype(np.float32)
 
 
 def review(features: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, meta: dict) -> list[dict]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.adapt import base_logits
+from edge.adapt import base_logits, softmax
 
 THRESHOLD = 0.5
 """The calibrated probability the top answer needs: more likely right than wrong. Also the threshold
@@ -29,17 +29,12 @@ TEMPERATURES = (0.05, 20.0)
 """The range `fit_temperature` searches."""
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def calibrate(probabilities: np.ndarray, temperature: float) -> np.ndarray:
     """Probabilities as softmax(log p / T), with p floored as teaching floors it (uint8 outputs have
     zeros); T = 1 returns them untouched, so models without a temperature answer exactly as before."""
     if temperature == 1:
         return probabilities
-    return _softmax(base_logits(probabilities) / temperature).astype(np.float32)
+    return softmax(base_logits(probabilities) / temperature).astype(np.float32)
 
 
 def _nll(probabilities: np.ndarray, labels: np.ndarray, temperature: float) -> float:

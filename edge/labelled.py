@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from edge.errors import UserError
-from edge.predict import IMAGE_SUFFIXES
+from edge.preprocess import SUFFIXES
 from edge.preprocess import SIZE, NoDigit, load_image, to_mnist
 
 
@@ -51,13 +51,13 @@ def labelled_files(folder: Path) -> tuple[list[tuple[Path, int]], list[str]]:
     for entry in sorted(p for p in folder.iterdir() if not p.name.startswith(".")):
         if entry.is_dir() and re.fullmatch("[0-9]", entry.name):
             for file in sorted(p for p in entry.iterdir() if not p.name.startswith(".")):
-                if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES:
+                if file.is_file() and file.suffix.lower() in SUFFIXES:
                     files.append((file, int(entry.name)))
                 else:
                     skipped.append(f"{file}: not an image file")
         elif entry.is_dir():
             skipped.append(f"{entry}: folder name is not a digit ({expected})")
-        elif entry.suffix.lower() not in IMAGE_SUFFIXES:
+        elif entry.suffix.lower() not in SUFFIXES:
             skipped.append(f"{entry}: not an image file")
         elif re.match("[0-9]_", entry.name):
             files.append((entry, int(entry.name[0])))

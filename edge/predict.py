@@ -8,11 +8,8 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from edge.errors import UserError
-from edge.preprocess import NoDigit, load_image, to_mnist
+from edge.preprocess import SUFFIXES, NoDigit, load_image, to_mnist
 from edge.runner import NO_INK, DigitModel
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}  # the formats load_image opens
-
 
 def expand_inputs(inputs: Iterable[str]) -> list[Path | dict]:
     """Files as given, folders as their image files (sorted); a missing path stays, to be reported.
@@ -32,7 +29,7 @@ def expand_inputs(inputs: Iterable[str]) -> list[Path | dict]:
 def list_folder(folder: Path) -> list[Path]:
     """The image files in a folder, sorted; an OS error is a UserError naming the folder."""
     try:
-        return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        return sorted(p for p in folder.iterdir() if p.suffix.lower() in SUFFIXES and p.is_file())
     except OSError as e:
         raise UserError(f"{folder}: cannot read folder ({e.strerror or e})") from None
 

@@ -64,6 +64,9 @@ class DigitModel:
         # Each output's index and its spec in the metadata, whose sha256 ties it to this flatbuffer; only
         # models exported since teaching exists have features, and only taught models an adaptation.
         indices = {name: detail["index"] for name, detail in named_outputs(self.interpreter, str(self.path)).items()}
+        wanted = [PROBABILITIES, *([FEATURES] if "features" in self.meta else [])]
+        if missing := [name for name in wanted if name not in indices]:
+            raise UserError(f"{self.path}: its signature has no {' or '.join(missing)} output; re-export it")
         self._outputs = {PROBABILITIES: (indices[PROBABILITIES], self.meta["output"])}
         if "features" in self.meta:
             self._outputs[FEATURES] = (indices[FEATURES], self.meta["features"])

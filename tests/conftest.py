@@ -14,6 +14,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets"
 
 
+def messages(stderr: str) -> list[str]:
+    """What a command said on stderr, without LiteRT's own start-up line."""
+    return [line for line in stderr.splitlines() if not line.startswith("INFO: ")]
+
+
 def run_cli(*args: str, env: dict | None = None, timeout: float = 600, check: bool = True,
             cwd: Path = ROOT) -> subprocess.CompletedProcess:
     """Run `python cli.py ARGS` in a subprocess, as a user would, and return its result."""

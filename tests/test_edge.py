@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFilter
 
-from conftest import BLOCK_TENSORFLOW, ROOT, run_cli
+from conftest import BLOCK_TENSORFLOW, ROOT, messages, run_cli
 from edge import camera, predict
 from edge.cli import main as edge_main
 from edge.errors import UserError
@@ -52,11 +52,6 @@ def png_folders(tmp_path_factory, mnist_test):
 
 def _answers(stdout: str) -> list[dict]:
     return [json.loads(line) for line in stdout.splitlines()]
-
-
-def _messages(stderr: str) -> list[str]:
-    """What a command said on stderr, without LiteRT's own start-up line."""
-    return [line for line in stderr.splitlines() if not line.startswith("INFO: ")]
 
 
 def _patched(patch: str, *args: str) -> list[str]:
@@ -239,7 +234,7 @@ def test_camera_loop_on_a_video_file(int8_model, loaded_model, mnist_test, tmp_p
     assert len(frames) == 3 * len(right)  # a file: every frame read, none dropped
     assert [f["digit"] for f in frames] == [int(y[i]) for i in right for _ in range(3)]
     assert frames[0]["fps"] == 0 and all(f["fps"] > 0 for f in frames[1:])  # a rate once two frames are in
-    assert _messages(result.stderr) == [f"frames: {len(frames)} read, 0 skipped, {len(frames)} answered"]
+    assert messages(result.stderr) == [f"frames: {len(frames)} read, 0 skipped, {len(frames)} answered"]
 
 
 def test_a_bad_frame_in_a_video_is_skipped_and_counted(int8_model, loaded_model, mnist_test, tmp_path):
@@ -255,7 +250,7 @@ def test_a_bad_frame_in_a_video_is_skipped_and_counted(int8_model, loaded_model,
     frames = _answers(result.stdout)
     assert ["error" in f for f in frames] == [False, False, True, False, False, False]
     assert [f["digit"] for f in frames if "error" not in f] == [int(y[right[0]])] * 2 + [int(y[right[1]])] * 3
-    assert _messages(result.stderr) == ["frames: 6 read, 1 skipped, 5 answered"]
+    assert messages(result.stderr) == ["frames: 6 read, 1 skipped, 5 answered"]
 
 
 def test_camera_loop_survives_a_bad_frame(int8_model, png_folders, tmp_path):
@@ -266,7 +261,7 @@ def test_camera_loop_survives_a_bad_frame(int8_model, png_folders, tmp_path):
     frames = _answers(result.stdout)
     assert ["error" in f for f in frames] == [False, True, False]
     assert frames[1]["error"].startswith(f"{tmp_path / '0005.png'}: ")
-    assert _messages(result.stderr) == ["frames: 3 read, 1 skipped, 2 answered"]
+    assert messages(result.stderr) == ["frames: 3 read, 1 skipped, 2 answered"]
 
 
 FAILING_SOURCE = """
@@ -286,7 +281,7 @@ camera.open_source = lambda spec, warn: Failing()
 def test_a_failing_capture_ends_the_run_with_one_line(int8_model, live):
     result = run_patched(FAILING_SOURCE.format(live=live), "camera", str(int8_model), "--headless")
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    (message,) = _messages(result.stderr)
+    (message,) = messages(result.stderr)
     answered = len(_answers(result.stdout))  # a live camera drops frames nobody took yet, a file never
     assert answered in ((0, 1, 2) if live else (2,))
     assert message == f"Error: test camera: unexpected RuntimeError (sensor fell off); " \
@@ -311,7 +306,7 @@ def test_a_camera_unplugged_mid_stream_is_an_error(int8_model):
     """OpenCV's read() returning False ends a video; from a live camera it means the camera is gone."""
     result = run_patched(UNPLUGGED_CAMERA, "camera", str(int8_model), "--source", "0", "--headless")
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    (message,) = _messages(result.stderr)
+    (message,) = messages(result.stderr)
     assert message.startswith("Error: camera 0 stopped sending frames")
 
 

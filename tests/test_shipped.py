@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from conftest import BLOCK_TENSORFLOW, ROOT, run_cli
+from conftest import BLOCK_TENSORFLOW, ROOT, messages, run_cli
 from edge.shipped import SHIPPED_MODEL
 
 SHIPPED_LINE = f"model: {SHIPPED_MODEL} (shipped)"
@@ -24,11 +24,6 @@ print(json.dumps({"accuracy": accuracy, "n": len(y), "source": model.meta["sourc
                   "verified": model.meta["verification"]["test_accuracy"],
                   "tensorflow": sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))}))
 """
-
-
-def _lines(stderr: str) -> list[str]:
-    """What a command said on stderr, without LiteRT's own start-up line."""
-    return [line for line in stderr.splitlines() if not line.startswith("INFO: ")]
 
 
 def test_shipped_model_runs_without_tensorflow_and_reads_mnist(mnist_npz, tmp_path):
@@ -51,24 +46,24 @@ def test_shipped_model_runs_without_tensorflow_and_reads_mnist(mnist_npz, tmp_pa
 def test_commands_fall_back_on_the_shipped_model_and_say_so(mnist_pngs, int8_model, tmp_path):
     files = [str(path) for path, _ in mnist_pngs]
     shipped = run_cli("predict", *files, "--json")
-    assert _lines(shipped.stderr) == [SHIPPED_LINE]
+    assert messages(shipped.stderr) == [SHIPPED_LINE]
     answers = [json.loads(line) for line in shipped.stdout.splitlines()]  # stdout: the answers only
     assert [a["digit"] for a in answers] == [label for _, label in mnist_pngs]
     for given in ([str(int8_model)], ["--model", str(int8_model)]):
         chosen = run_cli("predict", *given, files[0], "--json")
-        assert _lines(chosen.stderr) == [] and json.loads(chosen.stdout)["file"] == files[0]
+        assert messages(chosen.stderr) == [] and json.loads(chosen.stdout)["file"] == files[0]
     both = run_cli("predict", "--model", str(int8_model), str(int8_model), files[0], check=False)
-    assert both.returncode == 1 and _lines(both.stderr) == [
+    assert both.returncode == 1 and messages(both.stderr) == [
         f"Error: two models given ({int8_model} and {int8_model}): give one"]
     camera = run_cli("camera", "--source", str(mnist_pngs[0][0].parent), "--headless", "--max-frames", "2")
-    assert _lines(camera.stderr)[0] == SHIPPED_LINE and len(camera.stdout.splitlines()) == 2
+    assert messages(camera.stderr)[0] == SHIPPED_LINE and len(camera.stdout.splitlines()) == 2
     explained = run_cli("explain", files[0], "--out", str(tmp_path / "explained.png"))
     assert explained.stdout.startswith(f"{mnist_pngs[0][1]}  ") and (tmp_path / "explained.png").is_file()
 
 
 def test_evaluate_reports_on_the_shipped_model_in_the_working_folder(mnist_npz, tmp_path):
     result = run_cli("evaluate", "--data", str(mnist_npz), "--limit", "50", "--json", cwd=tmp_path)
-    assert _lines(result.stderr)[0] == SHIPPED_LINE
+    assert messages(result.stderr)[0] == SHIPPED_LINE
     assert json.loads(result.stdout)["n"] == 50
     assert (tmp_path / "default_int8_report" / "report.html").is_file()  # never inside the package
     assert not any(p.is_dir() for p in SHIPPED_MODEL.parent.iterdir())

@@ -204,3 +204,14 @@ def test_untaught_digits_keep_their_scores_and_the_fit_is_deterministic(int8_mod
     assert [i["kind"] for i in review(features, labels, probabilities, meta)].count("missing") == 8
     with pytest.raises(UserError, match="re-export"):
         fit(features, labels, probabilities, {k: v for k, v in meta.items() if k != "features"})
+
+
+def test_an_output_that_cannot_be_written_is_a_one_line_error(int8_model, tmp_path):
+    folder = write_hand(tmp_path / "hand", CONTINENTAL, digits=(1,))
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    out = blocker / "hand.tflite"
+    result = _teach(str(folder), "--model", str(int8_model), "--out", str(out), check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1].startswith(f"Error: {out}: cannot write there"), result.stderr
+

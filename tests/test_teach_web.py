@@ -1,7 +1,7 @@
 """Teaching the phone page: it learns a hand the base model misreads and still reads ordinary digits,
 keeps the samples in the browser until "Forget", and adapts exactly as `teach` does in Python.
 
-Skipped like tests/test_web.py when the browser is missing, except under DIGITCNN_REQUIRE_BROWSER=1.
+Skipped like tests/test_web.py when the browser is missing, except under CI=true or DIGITCNN_REQUIRE_BROWSER=1.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The phone page in headless Chromium: drawing, a photo, the server fallback, and the JS preprocessing.
 
 Skipped with the reason when Chromium, Playwright or `npm ci`'s node_modules are missing, except
-under DIGITCNN_REQUIRE_BROWSER=1 (set by .ci/run), where that is a failure.
+under CI=true or DIGITCNN_REQUIRE_BROWSER=1 (tests/browser.py REQUIRED), where that is a failure.
 """
 
 from __future__ import annotations

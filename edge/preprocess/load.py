@@ -28,6 +28,8 @@ still passes, as it is decoded at 1/8 scale."""
 FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 """What phones, drawing apps and scanners produce; Pillow's other readers (EPS through Ghostscript,
 and many rarely audited ones) never see an upload. iPhones' MPO photos open through JPEG's reader."""
+SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+"""File names of those formats: what a folder given to `predict`, `evaluate` or `teach` is read for."""
 LOAD_SIDE = 1024
 """`load_image` shrinks to a long side of at least this, under twice it (JPEGs by DCT scaling)."""
 BAND_BYTES = 2**22
