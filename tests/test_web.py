@@ -17,7 +17,7 @@ from browser import PHONE, STROKES, chromium, draw, REQUIRED, missing, serving, 
 from conftest import run_cli
 from edge.preprocess import NoDigit, to_mnist
 from edge.runner import DigitModel
-from test_preprocess import drawing, faint_pen_page, render_page, render_photo
+from test_preprocess import drawing, faint_pen_page, render_page, render_photo, scan_in_pieces
 
 
 REASON = missing()
@@ -210,6 +210,7 @@ def _cases(x: np.ndarray, usps: np.ndarray) -> list[tuple[str, Image.Image]]:
         big = np.asarray(Image.fromarray(digit).resize((64, 64), Image.BICUBIC))
         cases += [(f"tight crop, margin {margin}", Image.fromarray(np.pad(digit, margin))) for margin in (0, 2, 8)]
         cases += [("tight crop 64x64, dark on light", Image.fromarray(255 - big))]
+    cases += [("tight crop in pieces", Image.fromarray(scan_in_pieces(digit))) for digit in x]
     blank = Image.new("L", (210, 210), 0)
     noise = Image.fromarray(rng.integers(90, 150, (160, 200), dtype=np.uint8))
     return cases + [("blank", blank), ("noise", noise)]

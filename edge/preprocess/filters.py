@@ -128,7 +128,8 @@ class Box:
 
 @dataclass(frozen=True)
 class Component(Box):
-    """One connected blob of ink: its label, pixel count, ink mass and bounding box (half-open)."""
+    """One connected blob of ink: its label, pixel count, ink mass, bounding box (half-open) and
+    perimeter (pixel sides facing other labels, the background or the image's edge)."""
 
     label: int
     area: int
@@ -137,10 +138,16 @@ class Component(Box):
     left: int
     bottom: int
     right: int
+    perimeter: int
+
+    @property
+    def stroke(self) -> float:
+        """Mean stroke width: a line of width s and length l has area s*l and perimeter about 2*l."""
+        return 2.0 * self.area / max(self.perimeter, 1)
 
 
 def components(labels: np.ndarray, weight: np.ndarray | None = None) -> list[Component]:
-    """Area, ink mass (sum of `weight`, default area) and bounding box of every non-empty label."""
+    """Area, ink mass (sum of `weight`, default area), bounding box and perimeter of every non-empty label."""
     ys, xs = np.nonzero(labels)
     if ys.size == 0:
         return []
@@ -156,7 +163,12 @@ def components(labels: np.ndarray, weight: np.ndarray | None = None) -> list[Com
         mass = np.add.reduceat(np.asarray(weight, np.float64)[ys, xs], starts)
     top, bottom = np.minimum.reduceat(ys, starts), np.maximum.reduceat(ys, starts) + 1
     left, right = np.minimum.reduceat(xs, starts), np.maximum.reduceat(xs, starts) + 1
-    return [Component(*map(int, (ids[i], area[i])), float(mass[i]), *map(int, (top[i], left[i], bottom[i], right[i])))
+    padded = np.pad(labels, 1)
+    sides = np.zeros(int(ids.max()) + 1, np.int64)
+    for a, b in ((padded[1:], padded[:-1]), (padded[:, 1:], padded[:, :-1])):
+        change = a != b
+        sides += np.bincount(a[change], minlength=sides.size) + np.bincount(b[change], minlength=sides.size)
+    return [Component(*map(int, (ids[i], area[i])), float(mass[i]), *map(int, (top[i], left[i], bottom[i], right[i], sides[ids[i]])))
             for i in range(ids.size)]
 
 

@@ -55,10 +55,15 @@ def select_digit(found: Ink) -> np.ndarray:
     # Ink touching a long stretch of the border is a backdrop (a table beside the paper, a
     # shadow, the sheet's edge), not a digit, if a digit-sized alternative exists. Ink that reaches
     # all four sides is the digit of a tight crop, unless a larger digit lies within (a table all round).
+    # So are the pieces of a tight crop (all the ink together spans the frame) no thicker than the
+    # other strokes: a 5's flag or a 3's top arc cropped along the border.
     edge = np.concatenate([found.labels[0], found.labels[-1], found.labels[:, 0], found.labels[:, -1]])
     contact = np.bincount(edge, minlength=int(found.labels.max()) + 1)
-    backdrop = {c.label: 0.25 if (c.top, c.left, c.bottom, c.right) == (0, 0, h, w) else 0.1
-                for c in comps if contact[c.label] >= 0.15 * 2 * (h + w)}
+    border = [c for c in comps if contact[c.label] >= 0.15 * 2 * (h + w)]
+    inner = [c.stroke for c in strong if c not in border]
+    if inner and _spans(strong, h, w):
+        border = [c for c in border if c.stroke >= 2.0 * max(inner)]
+    backdrop = {c.label: 0.25 if (c.top, c.left, c.bottom, c.right) == (0, 0, h, w) else 0.1 for c in border}
     if backdrop:
         size = max(backdrop.values()) * max(h, w)
         alternatives = [c for c in strong if c.label not in backdrop and max(c.height, c.width) >= size]
@@ -101,6 +106,12 @@ def select_digit(found: Ink) -> np.ndarray:
     lut = np.zeros(int(found.labels.max()) + 1, bool)
     lut[keep] = True
     return lut[found.labels]
+
+
+def _spans(comps: list[Component], h: int, w: int) -> bool:
+    """Do these components together reach all four sides of an h x w frame?"""
+    return (min(c.top for c in comps), min(c.left for c in comps), max(c.bottom for c in comps),
+            max(c.right for c in comps)) == (0, 0, h, w)
 
 
 def _cut_off(c: Component, h: int, w: int) -> bool:

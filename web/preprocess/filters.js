@@ -230,25 +230,29 @@ export function label(mask) {
   return [labels, count];
 }
 
-/** Area, ink mass (sum of `weight`) and half-open bounding box of every non-empty label (`components`). */
+/** Area, ink mass (sum of `weight`), half-open bounding box, perimeter and mean stroke width of every
+ * non-empty label (`components`, `Component.stroke`). */
 export function components(labels, weight) {
+  const {h, w, a} = labels;
   const found = new Map();
-  for (let y = 0; y < labels.h; y++) {
-    for (let x = 0; x < labels.w; x++) {
-      const i = y * labels.w + x;
-      const id = labels.a[i];
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const i = y * w + x;
+      const id = a[i];
       if (!id) continue;
       let c = found.get(id);
-      if (!c) found.set(id, c = {label: id, area: 0, mass: 0, top: y, left: x, bottom: y + 1, right: x + 1});
+      if (!c) found.set(id, c = {label: id, area: 0, mass: 0, top: y, left: x, bottom: y + 1, right: x + 1, perimeter: 0});
       c.area++;
       c.mass += weight.a[i];
       c.left = Math.min(c.left, x);
       c.right = Math.max(c.right, x + 1);
       c.bottom = y + 1;
+      c.perimeter += (y === 0 || a[i - w] !== id) + (y === h - 1 || a[i + w] !== id)
+        + (x === 0 || a[i - 1] !== id) + (x === w - 1 || a[i + 1] !== id);
     }
   }
-  return [...found.values()].sort((a, b) => a.label - b.label)
-    .map((c) => ({...c, height: c.bottom - c.top, width: c.right - c.left}));
+  return [...found.values()].sort((p, q) => p.label - q.label)
+    .map((c) => ({...c, height: c.bottom - c.top, width: c.right - c.left, stroke: 2 * c.area / Math.max(c.perimeter, 1)}));
 }
 
 export function quadraticBasis(h, w) {

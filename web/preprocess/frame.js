@@ -30,9 +30,12 @@ function selectDigit(found) {
   const touch = (id) => contact.set(id, (contact.get(id) ?? 0) + 1);
   for (let x = 0; x < w; x++) { touch(found.labels.a[x]); touch(found.labels.a[(h - 1) * w + x]); }
   for (let y = 0; y < h; y++) { touch(found.labels.a[y * w]); touch(found.labels.a[y * w + w - 1]); }
-  // A backdrop (long border contact) reaching all four sides is a tight crop's digit unless a larger digit lies within.
-  const backdrop = new Map(comps.filter((c) => (contact.get(c.label) ?? 0) >= 0.15 * 2 * (h + w))
-    .map((c) => [c.label, c.top === 0 && c.left === 0 && c.bottom === h && c.right === w ? 0.25 : 0.1]));
+  // A backdrop (long border contact) reaching all four sides is a tight crop's digit unless a larger digit lies within;
+  // so are a tight crop's pieces along the border no thicker than the other strokes.
+  let border = comps.filter((c) => (contact.get(c.label) ?? 0) >= 0.15 * 2 * (h + w));
+  const inner = strong.filter((c) => !border.includes(c)).map((c) => c.stroke);
+  if (inner.length && spans(strong, h, w)) border = border.filter((c) => c.stroke >= 2 * Math.max(...inner));
+  const backdrop = new Map(border.map((c) => [c.label, c.top === 0 && c.left === 0 && c.bottom === h && c.right === w ? 0.25 : 0.1]));
   if (backdrop.size) {
     const size = Math.max(...backdrop.values()) * Math.max(h, w);
     const alternatives = strong.filter((c) => !backdrop.has(c.label) && Math.max(c.height, c.width) >= size);
@@ -72,6 +75,12 @@ function selectDigit(found) {
   const snr = mass / groupArea / Math.max(found.noise, 1e-6);
   if (separation < 0.72 || (separation < MIN_SEPARATION && snr < 8)) throw new NoDigit('only shading or noise');
   return map(found.labels, (id) => (keep.has(id) ? 1 : 0));
+}
+
+/** Do these components together reach all four sides of an h x w frame? (`_spans`) */
+function spans(comps, h, w) {
+  return Math.min(...comps.map((c) => c.top)) === 0 && Math.min(...comps.map((c) => c.left)) === 0
+    && Math.max(...comps.map((c) => c.bottom)) === h && Math.max(...comps.map((c) => c.right)) === w;
 }
 
 /** Does the frame cut this component off: it touches the border without spanning the image? (`_cut_off`) */
