@@ -118,6 +118,15 @@ def drawing(digit: np.ndarray, size: int = 280, brush: int = 1) -> np.ndarray:
     return canvas
 
 
+def pen_line(digit: np.ndarray, height: int) -> np.ndarray:
+    """An MNIST digit at `height` px, thinned to a pen line (only the core of its strokes), ink 0..1."""
+    ys, xs = np.nonzero(digit > 60)
+    crop = digit[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+    scale = height / crop.shape[0]
+    big = Image.fromarray(crop).resize((max(1, round(crop.shape[1] * scale)), height), Image.BICUBIC)
+    return np.clip((np.asarray(big, np.float32) - 215) / 25, 0, 1)
+
+
 def render_page(digit: np.ndarray, neighbours: list[np.ndarray], rng: np.random.Generator, *, side: int = 1200,
                 jpeg: bool = True) -> Image.Image:
     """A whole, uncropped phone photo of a page: `digit` small and thin-penned near the centre, pieces
@@ -128,12 +137,7 @@ def render_page(digit: np.ndarray, neighbours: list[np.ndarray], rng: np.random.
     height = int(h * rng.uniform(0.15, 0.25))
 
     def pen(a: np.ndarray) -> np.ndarray:
-        """The digit at `height` px, thinned to a pen line: only the core of MNIST's strokes."""
-        ys, xs = np.nonzero(a > 60)
-        crop = a[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
-        scale = height / crop.shape[0]
-        big = Image.fromarray(crop).resize((max(1, round(crop.shape[1] * scale)), height), Image.BICUBIC)
-        return np.clip((np.asarray(big, np.float32) - 215) / 25, 0, 1)
+        return pen_line(a, height)
 
     def put(ink: np.ndarray, cy: int, cx: int) -> None:
         top, left = cy - ink.shape[0] // 2, cx - ink.shape[1] // 2
@@ -444,7 +448,9 @@ def test_a_whole_page_photo_is_read(mnist):
         page = render_page(x[i], [x[20 + i], x[40 + i], x[60 + i]], rng)
         out = to_mnist(page)
         assert_mnist_framed(out)
-        assert correlation(out, to_mnist(Image.fromarray(np.pad(x[i], 6)))) > 0.85, i
+        # the same pen line alone on clean paper, at the size the page's digit has at working resolution
+        alone = np.pad(255 - 225 * pen_line(x[i], 40), 20, constant_values=255).astype(np.uint8)
+        assert correlation(out, to_mnist(Image.fromarray(alone))) > 0.85, i
 
 
 # --------------------------------------------------------------------------------------------------
