@@ -87,13 +87,19 @@ def _fit(x: np.ndarray, targets: np.ndarray, offsets: np.ndarray, weights: np.nd
     return w
 
 
+def require_features(meta: dict, where: str = "") -> None:
+    """Teaching starts from the features output and its statistics, which models exported before
+    teaching existed lack: say so, and how to fix it (`where` names the model)."""
+    if "features" not in meta:
+        raise UserError(f"{where}{': ' if where else ''}this model has no features output, so it cannot be taught; "
+                        "re-export it with `cli.py export` (it was exported before teaching existed)")
+
+
 def fit(features: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, meta: dict, *, penalty: float = PENALTY,
         anchor_weight: float = ANCHOR_WEIGHT) -> dict:
     """The adaptation (JSON-ready) for samples: their (n, d) features, digits and (n, 10) base probabilities.
     (`penalty` and `anchor_weight` are parameters for bench/teach_tune.py, which chose the defaults.)"""
-    if "features" not in meta:
-        raise UserError("this model has no features output, so it cannot be taught; re-export it with "
-                        "`cli.py export` (a model exported before teaching existed)")
+    require_features(meta)
     stats = meta["features"]
     mean = np.array(stats["mean"], np.float64)
     labels = np.asarray(labels, np.int64)

@@ -75,10 +75,6 @@ class DigitModel:
         self._batch = shape[0]
         self.interpreter.allocate_tensors()
 
-    @property
-    def has_features(self) -> bool:
-        return FEATURES in self._outputs
-
     def outputs(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
         """uint8 white-on-black (n, 28, 28) MNIST-framed pixels -> the base model's outputs, as float32:
         (n, 10) probabilities and, in models exported with them, (n, d) features."""

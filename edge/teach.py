@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.adapt import DIGITS, describe, fit, review
+from edge.adapt import DIGITS, describe, fit, require_features, review
 from edge.atomic import atomic_write
 from edge.errors import UserError
 from edge.labelled import labelled_folder
@@ -46,9 +46,7 @@ def teach(samples: Path, model_path: Path, out: Path) -> Taught:
     """Adapt the model at `model_path` to the labelled digits in `samples` and write it to `out`."""
     started = time.perf_counter()
     model = DigitModel(model_path)
-    if not model.has_features:
-        raise UserError(f"{model_path}: this model has no features output, so it cannot be taught; "
-                        "re-export it with `cli.py export` (it was exported before teaching existed)")
+    require_features(model.meta, str(model_path))
     data = labelled_folder(samples)
     left_out = data.skipped + [f"{name}: no digit found" for name, found in zip(data.names, data.found) if not found]
     if not data.found.any():

@@ -19,7 +19,7 @@ from export.calibration import representative_images
 from export.convert import check_io, convert_variants
 from export.latency import latency_per_image
 from export.source import Source, find_source, float_input_spec, keras_probabilities, load_keras_model
-from export.verify import features, predict, tensor_specs, verify
+from export.verify import features_and_probabilities, predict, tensor_specs, verify
 
 
 @dataclass(frozen=True)
@@ -70,8 +70,7 @@ def _finish(variant: str, flatbuffer: bytes, source: Source, mnist: Mnist, keras
     io_meta = {"pixel_scaling": source.pixel_scaling, **io}
     scores = verify(flatbuffer, io_meta, mnist.x_test, mnist.y_test, keras_probs)
     pixels, labels = reference
-    io["features"].update(feature_statistics(features(flatbuffer, pixels, io_meta),
-                                             predict(flatbuffer, pixels, io_meta), labels))
+    io["features"].update(feature_statistics(*features_and_probabilities(flatbuffer, pixels, io_meta), labels))
     one_image = model_input(mnist.x_test[:1], io_meta)
     path = out_dir / f"model_{variant}.tflite"
     problems = check_io(io, variant, source.pixel_scaling)

@@ -42,30 +42,34 @@ def tensor_specs(model: bytes) -> dict:
             "features": spec(outputs[FEATURES])}
 
 
-def run(model: bytes, inputs: np.ndarray, batch: int = 500, threads: int = 1, output: str = PROBABILITIES) -> np.ndarray:
-    """Raw tensors of the named output for model inputs (n, 28, 28, 1), `batch` images per invoke."""
+def run(model: bytes, inputs: np.ndarray, batch: int = 500, threads: int = 1,
+        outputs: tuple[str, ...] = (PROBABILITIES,)) -> dict[str, np.ndarray]:
+    """Raw tensors of the named outputs for model inputs (n, 28, 28, 1), `batch` images per invoke."""
     interpreter = load_interpreter(model, min(batch, len(inputs)), threads)
     index_in = interpreter.get_input_details()[0]["index"]
-    index_out = named_outputs(interpreter, "converted model")[output]["index"]
-    outputs = []
+    named = named_outputs(interpreter, "converted model")
+    chunks: dict[str, list[np.ndarray]] = {name: [] for name in outputs}
     for start in range(0, len(inputs), batch):
         chunk = inputs[start : start + batch]
         if len(chunk) != interpreter.get_input_details()[0]["shape"][0]:
             resize(interpreter, len(chunk))
         interpreter.set_tensor(index_in, chunk)
         interpreter.invoke()
-        outputs.append(interpreter.get_tensor(index_out).copy())
-    return np.concatenate(outputs)
+        for name in outputs:
+            chunks[name].append(interpreter.get_tensor(named[name]["index"]).copy())
+    return {name: np.concatenate(parts) for name, parts in chunks.items()}
 
 
 def predict(model: bytes, pixels: np.ndarray, meta: dict) -> np.ndarray:
     """Class probabilities for uint8 images; `meta` holds at least pixel_scaling, input and output."""
-    return probabilities(run(model, model_input(pixels, meta)), meta)
+    return probabilities(run(model, model_input(pixels, meta))[PROBABILITIES], meta)
 
 
-def features(model: bytes, pixels: np.ndarray, meta: dict) -> np.ndarray:
-    """The features output (dequantized) for uint8 images; `meta` holds pixel_scaling, input and features."""
-    return dequantize(run(model, model_input(pixels, meta), output=FEATURES), meta["features"])
+def features_and_probabilities(model: bytes, pixels: np.ndarray, meta: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The features output (dequantized) and class probabilities for uint8 images, in one pass; `meta`
+    holds pixel_scaling, input, output and features."""
+    raw = run(model, model_input(pixels, meta), outputs=(FEATURES, PROBABILITIES))
+    return dequantize(raw[FEATURES], meta["features"]), probabilities(raw[PROBABILITIES], meta)
 
 
 def verify(model: bytes, meta: dict, pixels: np.ndarray, labels: np.ndarray, keras_probs: np.ndarray) -> dict:

@@ -168,7 +168,7 @@ def test_bad_input_is_a_one_line_error_and_writes_nothing(int8_model, tmp_path, 
 
 def test_a_model_exported_before_teaching_runs_and_asks_to_be_re_exported(featureless_model, tmp_path):
     model = DigitModel(featureless_model)
-    assert not model.has_features and model.adapter is None
+    assert "features" not in model.meta and model.adapter is None
     digit = render(ORDINARY[7])
     assert model.read(to_mnist(digit)[None])[0].digit == 7
     folder = write_hand(tmp_path / "hand", ORDINARY)

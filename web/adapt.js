@@ -3,12 +3,12 @@
 // A residual linear head on the model's penultimate features, fitted to the user's samples:
 //   adapted logits = log(base probabilities) + W . unit(features - mean)
 
-export const DIGITS = 10;
+const DIGITS = 10;
 const PENALTY = 3e-5;  // edge/adapt.py PENALTY: chosen by bench/teach_tune.py on development data
 const STEPS = 300;
 const ANCHOR_WEIGHT = 0.3;
 const FLOOR = 1 / 512;
-export const FEW = 3;
+const FEW = 3;
 
 /** Features centred on MNIST's mean and scaled to length 1 (Float64Array). */
 function unit(features, mean) {
@@ -73,7 +73,7 @@ function fitHead(x, targets, offsets, weights, taught) {
 const counts = (labels) => labels.reduce((n, digit) => { n[digit]++; return n; }, new Array(DIGITS).fill(0));
 
 /** The adaptation for samples (features, digits, base probabilities; one array each per sample), as edge/adapt.py fit. */
-export function fit(features, labels, probabilities, meta) {
+function fit(features, labels, probabilities, meta) {
   const stats = meta.features;
   const x = [...features.map((f) => unit(f, stats.mean)), ...stats.class_means.map((m) => Float64Array.from(m))];
   const targets = [...labels, ...Array.from({length: DIGITS}, (_, d) => d)];
