@@ -28,7 +28,7 @@ class Augmentation:
     shift: float = 0.08  # fraction of the side, uniform in [-shift, shift] on each axis
     shear: float = 0.3  # slant: x += shear * y, uniform in [-shear, shear]
     stretch: float = 0.3  # width alone scaled by uniform [1 - stretch, 1 + stretch]: narrow and wide hands
-    settle_epochs: int = 5  # the run's last epochs, in which shear and stretch are halved
+    settle_epochs: int = 6  # the run's last epochs, in which shear and stretch are halved
 
 
 def augment(images: tf.Tensor, seed: tf.Tensor, aug: Augmentation, settling: bool | tf.Tensor = False) -> tf.Tensor:
