@@ -26,7 +26,7 @@ def _quiet_tensorflow() -> None:
 
 @main.command()
 @click.option("--model", type=click.Choice(["lenet5", "lenet-plus"]), default="lenet-plus", show_default=True)
-@click.option("--epochs", type=click.IntRange(min=1), default=15, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=19, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True, help="Per replica.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-3, show_default=True,
               help="Peak learning rate for a global batch of 128; scaled by sqrt(global batch / 128).")

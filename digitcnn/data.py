@@ -208,7 +208,8 @@ def training_batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, seed: int
     def prepare(epoch, batch, rows):
         pixels = scale_pixels(tf.cast(tf.gather(images, rows), tf.float32))
         if augmentation is not None:
-            pixels = augment(pixels, tf.stack([tf.constant(seed, tf.int64), epoch * 1_000_000 + batch]), augmentation)
+            pixels = augment(pixels, tf.stack([tf.constant(seed, tf.int64), epoch * 1_000_000 + batch]), augmentation,
+                             settling=epoch >= epochs.stop - augmentation.settle_epochs)
         return pixels, tf.gather(labels, rows)
 
     ds = tf.data.Dataset.range(epochs.start, epochs.stop).flat_map(epoch_batches)

@@ -26,7 +26,7 @@ from edge.errors import UserError
 @dataclass
 class TrainConfig:
     model: str = "lenet-plus"
-    epochs: int = 15
+    epochs: int = 19
     batch_size: int = 128  # per replica
     lr: float = 3e-3  # peak learning rate for a global batch of 128, see distribute.py
     weight_decay: float = 1e-4

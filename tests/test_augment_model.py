@@ -41,6 +41,17 @@ def test_augmentation_is_a_function_of_its_seed():
     assert not np.array_equal(a, augment(images, tf.constant([5, 10], tf.int64), aug).numpy())
 
 
+def test_settling_halves_slant_and_width_only():
+    images, seed = _digit_batch(), tf.constant([5, 9], tf.int64)
+    strong = Augmentation(rotation=8, zoom=0.08, shift=0.08, shear=0.3, stretch=0.3)
+    half = Augmentation(rotation=8, zoom=0.08, shift=0.08, shear=0.15, stretch=0.15)
+    settled = augment(images, seed, strong, settling=True).numpy()
+    np.testing.assert_array_equal(settled, augment(images, seed, half).numpy())
+    assert not np.allclose(settled, augment(images, seed, strong).numpy())
+    np.testing.assert_array_equal(augment(images, seed, strong, settling=tf.constant(False)).numpy(),
+                                  augment(images, seed, strong).numpy())
+
+
 @pytest.mark.parametrize("name, params", [("lenet5", 61_706), ("lenet-plus", None)])
 def test_models_map_digits_to_ten_logits(name, params):
     model = build_model(name)

@@ -125,6 +125,22 @@ def test_training_batches_depend_only_on_seed_epoch_and_batch(tiny_npz):
     assert not np.array_equal(first[0][0], make(2, range(0, 1))[0][0])
 
 
+def test_the_last_settle_epochs_warp_slant_and_width_half_as_much(tiny_npz):
+    """Settling is decided by the epoch's place in the whole run, so a resumed run settles when the
+    straight one does."""
+    from digitcnn.augment import Augmentation
+
+    t = np.load(tiny_npz)
+    make = lambda epochs, **aug: _batches(data.training_batches(  # noqa: E731
+        t["x_train"], t["y_train"], 32, seed=1, epochs=epochs, augmentation=Augmentation(**aug)))
+    run = make(range(0, 3), shear=0.3, stretch=0.3, settle_epochs=1)
+    strong = make(range(0, 3), shear=0.3, stretch=0.3, settle_epochs=0)
+    half = make(range(0, 3), shear=0.15, stretch=0.15, settle_epochs=0)
+    same = lambda a, b: all(np.array_equal(p[0], q[0]) for p, q in zip(a, b))  # noqa: E731
+    assert same(run[:12], strong[:12]) and same(run[12:], half[12:]) and not same(run[12:], strong[12:])
+    assert same(make(range(2, 3), shear=0.3, stretch=0.3, settle_epochs=1), run[12:])
+
+
 def test_each_epoch_is_a_permutation_of_the_training_images():
     x = np.arange(100, dtype=np.uint8).reshape(100, 1, 1).repeat(28, 1).repeat(28, 2)
     y = np.arange(100) % 10
