@@ -453,6 +453,17 @@ def test_a_whole_page_photo_is_read(mnist):
         assert correlation(out, to_mnist(Image.fromarray(alone))) > 0.85, i
 
 
+def test_a_shadow_the_digit_touches_is_not_ink(mnist):
+    """A page photo with no neighbours in the frame, the digit's foot reaching into a shadow across the
+    sheet: digit and shadow make one blob at the background's scale, which must still see the shadow
+    as broad backdrop, not a stroke (the first page here came out as the shadow's outline)."""
+    x, _ = mnist
+    for i in range(6):
+        out = to_mnist(render_page(x[i], [], np.random.default_rng(13 + i), jpeg=False))
+        alone = np.pad(255 - 225 * pen_line(x[i], 40), 20, constant_values=255).astype(np.uint8)
+        assert correlation(out, to_mnist(Image.fromarray(alone))) > 0.85, i
+
+
 # --------------------------------------------------------------------------------------------------
 # Modes and orientation
 

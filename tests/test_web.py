@@ -206,6 +206,7 @@ def _cases(x: np.ndarray, usps: np.ndarray) -> list[tuple[str, Image.Image]]:
               ("cut-out photo", _cut_out(render_photo(x[1], rng, side=300)))]
     cases += [(f"whole page {side}", render_page(x[i], [x[i + 1], x[i + 2], x[i + 3]], rng, side=side))
               for i, side in enumerate((600, 900, 1200))] + [("faint thin line, second look", faint_pen_page())]
+    cases += [("page, shadow touching the digit", render_page(x[0], [], np.random.default_rng(13), jpeg=False))]
     for i, digit in enumerate(usps):
         big = np.asarray(Image.fromarray(digit).resize((64, 64), Image.BICUBIC))
         cases += [(f"tight crop, margin {margin}", Image.fromarray(np.pad(digit, margin))) for margin in (0, 2, 8)]

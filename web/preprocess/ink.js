@@ -148,16 +148,20 @@ function strokeWidth(ink, thin) {
   const broad = map(ink, (v, i) => (v && Math.min(horizontal.a[i], vertical.a[i]) > thin ? 1 : 0));
   const {h, w} = ink;
   const [labels, count] = label(ink);
+  const along = [];  // the labels on the border
+  for (let x = 0; x < w; x++) along.push(labels.a[x], labels.a[(h - 1) * w + x]);
+  for (let y = 1; y < h - 1; y++) along.push(labels.a[y * w], labels.a[y * w + w - 1]);
+  const contact = new Int32Array(count + 1);
+  for (const id of along) contact[id]++;
   const backdrop = new Uint8Array(count + 1);
-  for (const c of components(labels, broad)) {  // nearly all broad, and not spanning the image
-    backdrop[c.label] = c.mass >= 0.9 * c.area && !(c.height >= 0.9 * h && c.width >= 0.9 * w);
+  for (const c of components(labels, broad)) {  // nearly all broad or along a side, and not spanning the image
+    backdrop[c.label] = (c.mass >= 0.9 * c.area || contact[c.label] >= Math.max(h, w))
+      && !(c.height >= 0.9 * h && c.width >= 0.9 * w);
   }
   let strokes = map(ink, (v, i) => (v && !(broad.a[i] && backdrop[labels.a[i]]) ? 1 : 0));
-  if (sum(strokes.a) < Math.floor(Math.max(h, w) / 4)) {
-    let along = 0;  // backdrop pixels on the border: a shadow lies along it, a tight crop's bold 1 does not
-    for (let x = 0; x < w; x++) along += backdrop[labels.a[x]] + backdrop[labels.a[(h - 1) * w + x]];
-    for (let y = 1; y < h - 1; y++) along += backdrop[labels.a[y * w]] + backdrop[labels.a[y * w + w - 1]];
-    if (along < Math.max(h, w)) strokes = ink;
+  // Backdrop pixels on the border: a shadow lies along it, a tight crop's bold 1 does not.
+  if (sum(strokes.a) < Math.floor(Math.max(h, w) / 4) && sum(along.map((id) => backdrop[id])) < Math.max(h, w)) {
+    strokes = ink;
   }
   let outline = 0;
   for (let y = 0; y < h; y++) {
