@@ -110,8 +110,8 @@ def main(model: str, steps: int, rounds: int, part: str | None) -> None:
             runs[p].append(json.loads(out.splitlines()[-1]))
     median = {p: {k: round(statistics.median(r[k] for r in rs), 2) for k in ("wall_ms", "cpu_ms")}
               for p, rs in runs.items()}
-    print(json.dumps({"bench": "step_profile", "model": model, "batch": TrainConfig().batch_size, "steps": steps, "rounds": rounds,
-                      "ms_per_step": median}))
+    print(json.dumps({"bench": "step_profile", "model": model, "batch": TrainConfig().batch_size, "steps": steps,
+                      "rounds": rounds, "ms_per_step": median}))
 
 
 if __name__ == "__main__":

@@ -14,8 +14,7 @@ import numpy as np
 from PIL import Image
 
 from edge.errors import UserError
-from edge.preprocess import SUFFIXES
-from edge.preprocess import SIZE, NoDigit, load_image, to_mnist
+from edge.preprocess import SIZE, SUFFIXES, NoDigit, load_image, to_mnist
 
 
 @dataclass

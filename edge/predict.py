@@ -11,6 +11,7 @@ from edge.errors import UserError
 from edge.preprocess import SUFFIXES, NoDigit, load_image, to_mnist
 from edge.runner import NO_INK, DigitModel
 
+
 def expand_inputs(inputs: Iterable[str]) -> list[Path | dict]:
     """Files as given, folders as their image files (sorted); a missing path stays, to be reported.
 

@@ -168,8 +168,8 @@ def components(labels: np.ndarray, weight: np.ndarray | None = None) -> list[Com
     for a, b in ((padded[1:], padded[:-1]), (padded[:, 1:], padded[:, :-1])):
         change = a != b
         sides += np.bincount(a[change], minlength=sides.size) + np.bincount(b[change], minlength=sides.size)
-    return [Component(*map(int, (ids[i], area[i])), float(mass[i]), *map(int, (top[i], left[i], bottom[i], right[i], sides[ids[i]])))
-            for i in range(ids.size)]
+    return [Component(*map(int, (ids[i], area[i])), float(mass[i]),
+                      *map(int, (top[i], left[i], bottom[i], right[i], sides[ids[i]]))) for i in range(ids.size)]
 
 
 def otsu_split(values: np.ndarray) -> tuple[float, float]:

@@ -241,7 +241,9 @@ export function components(labels, weight) {
       const id = a[i];
       if (!id) continue;
       let c = found.get(id);
-      if (!c) found.set(id, c = {label: id, area: 0, mass: 0, top: y, left: x, bottom: y + 1, right: x + 1, perimeter: 0});
+      if (!c) {
+        found.set(id, c = {label: id, area: 0, mass: 0, top: y, left: x, bottom: y + 1, right: x + 1, perimeter: 0});
+      }
       c.area++;
       c.mass += weight.a[i];
       c.left = Math.min(c.left, x);
@@ -252,7 +254,8 @@ export function components(labels, weight) {
     }
   }
   return [...found.values()].sort((p, q) => p.label - q.label)
-    .map((c) => ({...c, height: c.bottom - c.top, width: c.right - c.left, stroke: 2 * c.area / Math.max(c.perimeter, 1)}));
+    .map((c) => ({...c, height: c.bottom - c.top, width: c.right - c.left,
+      stroke: 2 * c.area / Math.max(c.perimeter, 1)}));
 }
 
 export function quadraticBasis(h, w) {

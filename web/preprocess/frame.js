@@ -35,7 +35,8 @@ function selectDigit(found) {
   let border = comps.filter((c) => (contact.get(c.label) ?? 0) >= 0.15 * 2 * (h + w));
   const inner = strong.filter((c) => !border.includes(c)).map((c) => c.stroke);
   if (inner.length && spans(strong, h, w)) border = border.filter((c) => c.stroke >= 2 * Math.max(...inner));
-  const backdrop = new Map(border.map((c) => [c.label, c.top === 0 && c.left === 0 && c.bottom === h && c.right === w ? 0.25 : 0.1]));
+  const fills = (c) => c.top === 0 && c.left === 0 && c.bottom === h && c.right === w;
+  const backdrop = new Map(border.map((c) => [c.label, fills(c) ? 0.25 : 0.1]));
   if (backdrop.size) {
     const size = Math.max(...backdrop.values()) * Math.max(h, w);
     const alternatives = strong.filter((c) => !backdrop.has(c.label) && Math.max(c.height, c.width) >= size);
