@@ -17,7 +17,7 @@ from browser import PHONE, STROKES, chromium, draw, REQUIRED, missing, serving, 
 from conftest import run_cli
 from edge.preprocess import NoDigit, to_mnist
 from edge.runner import DigitModel
-from test_preprocess import drawing, faint_pen_page, render_page, render_photo, scan_in_pieces
+from test_preprocess import drawing, faint_pen_page, marker_photo, render_page, render_photo, scan_in_pieces
 
 
 REASON = missing()
@@ -206,7 +206,8 @@ def _cases(x: np.ndarray, usps: np.ndarray) -> list[tuple[str, Image.Image]]:
               ("cut-out photo", _cut_out(render_photo(x[1], rng, side=300)))]
     cases += [(f"whole page {side}", render_page(x[i], [x[i + 1], x[i + 2], x[i + 3]], rng, side=side))
               for i, side in enumerate((600, 900, 1200))] + [("faint thin line, second look", faint_pen_page())]
-    cases += [("page, shadow touching the digit", render_page(x[0], [], np.random.default_rng(13), jpeg=False))]
+    cases += [("page, shadow touching the digit", render_page(x[0], [], np.random.default_rng(13), jpeg=False)),
+              ("bold marker", marker_photo(x[2], rng)[0])]
     for i, digit in enumerate(usps):
         big = np.asarray(Image.fromarray(digit).resize((64, 64), Image.BICUBIC))
         cases += [(f"tight crop, margin {margin}", Image.fromarray(np.pad(digit, margin))) for margin in (0, 2, 8)]

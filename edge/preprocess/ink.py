@@ -172,9 +172,10 @@ def _stroke_width(ink: np.ndarray, thin: int) -> float:
 
     A shadow or a table in the mask is broad both ways and would pass for a stroke as wide as the
     image. The broad pixels (shorter run across over `thin` px) of a component that is nearly all
-    broad, or that lies along the border for a side's length (a shadow the digit touches, joined to
-    it), are left out with their outline, unless it spans the image (a tight crop's bold digit); a
-    bold digit's filled loop sits among thinner strokes and stays. If that leaves not even a
+    broad and comes in from the border, or that lies along the border for a side's length (a shadow
+    the digit touches, joined to it), are left out with their outline, unless it spans the image (a
+    tight crop's bold digit); a marker digit with paper all round it, and a bold digit's filled
+    loop among thinner strokes, stay. If that leaves not even a
     short stroke's worth, the broad regions are the strokes (a tight crop of a bold 1), unless they
     lie along the border for the image's length, as a shadow does: then the strokes are too thin to
     show at this size.
@@ -187,7 +188,7 @@ def _stroke_width(ink: np.ndarray, thin: int) -> float:
     contact = np.bincount(along, minlength=count + 1)
     backdrop = np.zeros(count + 1, bool)
     for c in components(labels, broad):
-        backdrop[c.label] = ((c.mass >= 0.9 * c.area or contact[c.label] >= max(h, w))
+        backdrop[c.label] = (((c.mass >= 0.9 * c.area and contact[c.label] > 0) or contact[c.label] >= max(h, w))
                              and not (c.height >= 0.9 * h and c.width >= 0.9 * w))
     strokes = ink & ~(broad & backdrop[labels])
     if np.count_nonzero(strokes) < max(h, w) // 4:

@@ -154,8 +154,8 @@ function strokeWidth(ink, thin) {
   const contact = new Int32Array(count + 1);
   for (const id of along) contact[id]++;
   const backdrop = new Uint8Array(count + 1);
-  for (const c of components(labels, broad)) {  // nearly all broad or along a side, and not spanning the image
-    backdrop[c.label] = (c.mass >= 0.9 * c.area || contact[c.label] >= Math.max(h, w))
+  for (const c of components(labels, broad)) {  // nearly all broad from the border, or along a side; not spanning
+    backdrop[c.label] = ((c.mass >= 0.9 * c.area && contact[c.label] > 0) || contact[c.label] >= Math.max(h, w))
       && !(c.height >= 0.9 * h && c.width >= 0.9 * w);
   }
   let strokes = map(ink, (v, i) => (v && !(broad.a[i] && backdrop[labels.a[i]]) ? 1 : 0));
