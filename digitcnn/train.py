@@ -69,7 +69,6 @@ def train(cfg: TrainConfig, log=print, on_epoch_end=None) -> dict:
     from digitcnn.augment import Augmentation
     from digitcnn.distribute import choose_strategy, is_chief, scaled_lr
     from digitcnn.model import build_model
-    from digitcnn.styles import restyle
 
     started = time.time()
     strategy = choose_strategy(cfg.strategy, cfg.devices)  # first: it may configure devices
@@ -82,10 +81,6 @@ def train(cfg: TrainConfig, log=print, on_epoch_end=None) -> dict:
     mnist = data_lib.load_mnist(cfg.data)
     x_train, y_train, x_val, y_val = data_lib.run_split(mnist.x_train, mnist.y_train, val_size=cfg.val_size,
                                                         seed=cfg.seed, subset=cfg.subset)
-
-    augmentation = Augmentation(**cfg.augmentation)
-    if augmentation.styles:
-        x_train = restyle(x_train, y_train, augmentation.styles, cfg.seed)
 
     keras.utils.set_random_seed(cfg.seed)
     tf.config.experimental.enable_op_determinism()
@@ -100,6 +95,7 @@ def train(cfg: TrainConfig, log=print, on_epoch_end=None) -> dict:
     total_steps = steps_per_epoch * cfg.epochs
     warmup = min(int(cfg.warmup_epochs * steps_per_epoch), total_steps // 2)
     peak_lr = scaled_lr(cfg.lr, global_batch)
+    augmentation = Augmentation(**cfg.augmentation)
 
     with strategy.scope():
         model = build_model(cfg.model, synchronized=replicas > 1)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from digitcnn.styles import INK, STYLES, continental_one, crossed_seven, curled_nine, restyle
+from digitcnn.styles import INK, STYLES, continental_one, crossed_seven, curled_nine, mirrored_nine, restyle
 from edge.preprocess import frame_digit, is_mnist_framed
 
 
@@ -36,22 +36,25 @@ def _ink_beside(a: np.ndarray, rows: slice, cols: slice) -> int:
 
 def test_every_style_keeps_mnist_framing(train_digits):
     x, y = train_digits
-    for digit, style in STYLES.items():
-        styled = _styled(style, x, y, digit)
-        assert len(styled) >= 25, digit  # most digits take their style
-        for out in styled:
-            assert out.dtype == np.uint8 and is_mnist_framed(out)
+    for digit, styles in STYLES.items():
+        for style in styles:
+            styled = _styled(style, x, y, digit)
+            assert len(styled) >= 25, style.__name__  # most digits take their style
+            for out in styled:
+                assert out.dtype == np.uint8 and is_mnist_framed(out)
 
 
 def test_each_style_draws_its_stroke_where_the_style_has_it():
     """On plain drawn digits: the 1's up-stroke comes into its top from the left, the 7's bar crosses
-    its stem below the middle, the 9's tail runs left under its head; the digits had no ink there."""
+    its stem below the middle, the 9's tail runs left under its head or its stem is on the left; the
+    digits had no ink there."""
     rng = np.random.default_rng(0)
     one, seven, nine = (_drawn([[(14, 4), (14, 24)]]), _drawn([[(8, 5), (20, 5), (13, 24)]]),
                         _drawn([[(18, 10), (17, 6), (13, 5), (10, 8), (11, 12), (15, 13), (18, 10), (18, 24)]]))
     places = [(continental_one, one, slice(4, 16), slice(0, 13)),  # left of the stem's upper part
               (crossed_seven, seven, slice(13, 20), slice(0, 13)),  # left of the stem, a little below the middle
-              (curled_nine, nine, slice(21, 28), slice(0, 13))]  # under the head's left half
+              (curled_nine, nine, slice(21, 28), slice(0, 13)),  # under the head's left half
+              (mirrored_nine, nine, slice(18, 28), slice(0, 13))]  # a stem on the left
     for style, digit, rows, cols in places:
         assert not digit[rows, cols].any(), style.__name__
         for _ in range(5):
