@@ -110,6 +110,10 @@ def _batches(ds):
     return [(x.numpy(), y.numpy()) for x, y in ds]
 
 
+def _same(a: list, b: list) -> bool:
+    return all(np.array_equal(p[0], q[0]) for p, q in zip(a, b))
+
+
 def test_training_batches_depend_only_on_seed_epoch_and_batch(tiny_npz):
     from digitcnn.augment import Augmentation
 
@@ -133,12 +137,25 @@ def test_the_last_settle_epochs_warp_slant_and_width_half_as_much(tiny_npz):
     t = np.load(tiny_npz)
     make = lambda epochs, **aug: _batches(data.training_batches(  # noqa: E731
         t["x_train"], t["y_train"], 32, seed=1, epochs=epochs, augmentation=Augmentation(**aug)))
-    run = make(range(0, 3), shear=0.3, stretch=0.3, settle_epochs=1)
-    strong = make(range(0, 3), shear=0.3, stretch=0.3, settle_epochs=0)
-    half = make(range(0, 3), shear=0.15, stretch=0.15, settle_epochs=0)
-    same = lambda a, b: all(np.array_equal(p[0], q[0]) for p, q in zip(a, b))  # noqa: E731
-    assert same(run[:12], strong[:12]) and same(run[12:], half[12:]) and not same(run[12:], strong[12:])
-    assert same(make(range(2, 3), shear=0.3, stretch=0.3, settle_epochs=1), run[12:])
+    run = make(range(0, 3), shear=0.3, stretch=0.3, settle_epochs=1, styles=0)
+    strong = make(range(0, 3), shear=0.3, stretch=0.3, settle_epochs=0, styles=0)
+    half = make(range(0, 3), shear=0.15, stretch=0.15, settle_epochs=0, styles=0)
+    assert _same(run[:12], strong[:12]) and _same(run[12:], half[12:]) and not _same(run[12:], strong[12:])
+    assert _same(make(range(2, 3), shear=0.3, stretch=0.3, settle_epochs=1, styles=0), run[12:])
+
+
+def test_styled_digits_are_trained_on_in_every_epoch_of_a_run_and_its_resumption(mnist_npz):
+    """With `styles`, some 1s, 7s and 9s are redrawn in other styles (digitcnn/styles.py) once for the
+    run: a resumed run trains on the same digits as a straight one."""
+    from digitcnn.augment import Augmentation
+
+    with np.load(mnist_npz) as d:
+        x, y = d["x_train"][:256], d["y_train"][:256]
+    make = lambda epochs, styles: _batches(data.training_batches(  # noqa: E731
+        x, y, 64, seed=1, epochs=epochs, augmentation=Augmentation(styles=styles)))
+    styled, plain = make(range(0, 3), 0.3), make(range(0, 3), 0.0)
+    assert all(not np.array_equal(a[0], b[0]) for a, b in zip(styled, plain))
+    assert _same(make(range(1, 3), 0.3), styled[4:])
 
 
 def test_each_epoch_is_a_permutation_of_the_training_images():

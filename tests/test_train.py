@@ -46,6 +46,17 @@ def test_mirrored_on_two_logical_cpus(tmp_path, mnist_npz):
     assert m["strategy"] == "MirroredStrategy" and m["replicas"] == 2 and m["global_batch"] == 256
 
 
+def test_styles_flag_is_part_of_the_run(tmp_path, mnist_npz):
+    """`--styles` redraws some 1s, 7s and 9s (digitcnn/styles.py); the share is part of the run's
+    identity, so resuming with another share is refused."""
+    out = tmp_path / "styled"
+    args = ("train", "--model", "lenet5", "--subset", "500", "--epochs", "1", "--data", str(mnist_npz), "--out", str(out))
+    run_cli(*args, "--styles", "0.3")
+    assert json.loads((out / "config.json").read_text())["augmentation"]["styles"] == 0.3
+    refused = run_cli(*args, check=False)
+    assert refused.returncode == 1 and "styles" in refused.stderr and "Traceback" not in refused.stderr
+
+
 @pytest.mark.parametrize("devices", [1, 2])
 def test_many_epoch_transitions_never_hang(tmp_path, mnist_npz, devices):
     """120 epochs of a few steps each: a fresh data iterator per epoch hung now and then at the
