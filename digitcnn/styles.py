@@ -5,13 +5,14 @@ a 7 is crossed, and a 9's tail curls left under its head as in a "g" or its stem
 the left: an MNIST model reads these as 7 or 4, as 4 or 2, and as 3 or 8 (Semeion's Italian writers,
 photos-dev; README, Evaluate). Here a
 stroke of the digit's own width is drawn onto MNIST's own 1s, 7s and 9s, at random lengths and
-angles, and the result framed as MNIST frames digits (edge's `frame_digit`), so the network learns
-the style with every other trait of the digit left as its writer made it.
+angles, and the result framed as MNIST frames digits (only moved while it fits MNIST's box, else
+scaled as edge's `frame_digit` does), so the network learns the style with every other trait of the
+digit left as its writer made it.
 
 Deterministic (numpy's generator seeded by the run's seed) and done once per run, in numpy and
 Pillow, before the random warps of `digitcnn/augment.py`, which then apply to these digits as well.
-Off by default (`Augmentation.styles`, `train --styles`): on one seed a share of 0.3 took Semeion up
-two points and cost MNIST 0.14, USPS 0.3 and blurred digits ten (README, Training).
+Off by default (`Augmentation.styles`, `train --styles`): a share of 0.3 takes Semeion up about two
+points and costs MNIST about 0.1 (README, Training).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageDraw
 
-from edge.preprocess import frame_digit
+from edge.preprocess import centre, frame_digit
+from edge.preprocess.frame import BOX
 
 INK = 100
 """Gray level above which a pixel of an MNIST digit counts as its ink, for finding its strokes."""
@@ -44,8 +46,10 @@ def _stroke_width(digit: np.ndarray) -> float:
     return float(np.clip(2.0 * np.count_nonzero(m) / max(outline, 1), 1.5, 3.5))
 
 
-def _with_strokes(digit: np.ndarray, strokes: list[list[Point]]) -> np.ndarray:
-    """The digit with polylines (in its pixel coordinates) drawn in its own stroke width, MNIST-framed."""
+def _with_strokes(digit: np.ndarray, strokes: list[list[Point]], taller: bool = False) -> np.ndarray:
+    """The digit with polylines (in its pixel coordinates) drawn in its own stroke width, MNIST-framed.
+    Unless `taller`, the new ink is kept within the digit's rows: a round pen end poking a pixel above a
+    1's top would make it too tall for MNIST's box, and resampling it soften the whole digit."""
     side = (28 + 2 * PAD) * SUPERSAMPLE
     canvas = Image.new("L", (side, side), 0)
     draw = ImageDraw.Draw(canvas)
@@ -56,9 +60,20 @@ def _with_strokes(digit: np.ndarray, strokes: list[list[Point]]) -> np.ndarray:
         for x, y in (points[0], points[-1]):  # round pen ends
             draw.ellipse([x - width / 2, y - width / 2, x + width / 2, y + width / 2], fill=255)
     drawn = np.asarray(canvas.resize((28 + 2 * PAD, 28 + 2 * PAD), Image.BOX), np.float32)
-    ink = np.maximum(np.pad(digit.astype(np.float32), PAD), drawn)
+    if not taller:
+        rows = np.nonzero(digit.any(axis=1))[0] + PAD
+        drawn[:rows[0]] = drawn[rows[-1] + 1:] = 0
+    return _framed(np.maximum(np.pad(digit.astype(np.float32), PAD), drawn))
+
+
+def _framed(ink: np.ndarray) -> np.ndarray:
+    """Ink (0..255, black around it) framed like MNIST. Ink that still fits MNIST's 20 px box is only
+    moved, to centre its mass: resampling would soften MNIST's own pixels, and the network then takes
+    softness for a mark of the style (blurred 2s, 3s and 7s read as 1s). Bigger ink is scaled into
+    the box as the edge frames a photo."""
     ys, xs = np.nonzero(ink > 0)
-    return frame_digit(ink[ys.min():ys.max() + 1, xs.min():xs.max() + 1] / 255.0)
+    crop = ink[ys.min():ys.max() + 1, xs.min():xs.max() + 1] / 255.0
+    return centre(crop) if max(crop.shape) <= BOX else frame_digit(crop)
 
 
 def continental_one(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
@@ -105,15 +120,13 @@ def curled_nine(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray | Non
     rx = rng.uniform(0.3, 0.5) * max(width, 0.5 * height)
     ry = rng.uniform(0.08, 0.2) * height
     t = np.linspace(0.0, rng.uniform(0.65, 0.95) * np.pi, 12)  # from the foot, down, left and up
-    return _with_strokes(digit, [list(zip(fx - rx + rx * np.cos(t), fy + ry * np.sin(t)))])
+    return _with_strokes(digit, [list(zip(fx - rx + rx * np.cos(t), fy + ry * np.sin(t)))], taller=True)
 
 
 def mirrored_nine(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A 9 whose stem leaves its loop on the left, as some write it: its mirror image, framed again
+    """A 9 whose stem leaves its loop on the left, as some write it: its mirror image, centred again
     (mirroring moves the centre of mass off MNIST's centre)."""
-    mirrored = digit[:, ::-1].astype(np.float32)
-    ys, xs = np.nonzero(mirrored > 0)
-    return frame_digit(mirrored[ys.min():ys.max() + 1, xs.min():xs.max() + 1] / 255.0)
+    return _framed(digit[:, ::-1].astype(np.float32))
 
 
 Style = Callable[[np.ndarray, np.random.Generator], "np.ndarray | None"]

@@ -73,3 +73,31 @@ def test_restyle_changes_a_share_of_the_styled_digits_only_and_repeats(train_dig
         share = changed[y == digit].mean()
         assert 0.2 <= share <= 0.3, (digit, share)
     assert np.array_equal(restyle(x, y, 0.0, seed=1), x)
+
+
+def _height(a: np.ndarray) -> int:
+    rows = np.nonzero(a.any(axis=1))[0]
+    return int(rows[-1] - rows[0] + 1)
+
+
+def _holds(out: np.ndarray, digit: np.ndarray) -> bool:
+    """Does `out` hold every pixel of `digit` unchanged or brighter, at some whole-pixel shift?"""
+    return any((np.roll(digit, (dy, dx), axis=(0, 1)) <= out).all() for dy in range(-6, 7) for dx in range(-6, 7))
+
+
+def test_strokes_that_fit_the_box_leave_the_mnist_pixels_unresampled(train_digits):
+    """Resampling would soften MNIST's own pixels, and a network taught on it reads blurred digits as
+    the styled ones: a style that fits MNIST's 20 px box only moves the digit and adds ink."""
+    x, y = train_digits
+    for style, digit in ((continental_one, 1), (crossed_seven, 7), (mirrored_nine, 9)):
+        rng = np.random.default_rng(0)
+        kept = 0
+        for a in x[y == digit][:40]:
+            out = style(a, rng)
+            if out is None:
+                continue
+            if _height(out) == _height(a):  # not scaled: the strokes fit the box
+                kept += 1
+                source = a[:, ::-1] if style is mirrored_nine else a
+                assert _holds(out, source), style.__name__
+        assert kept >= 10, style.__name__

@@ -14,10 +14,10 @@ Data flows one way, one module per stage, with `filters` (numpy tools, no digit 
 """
 
 from edge.preprocess.filters import Box, Component, components, label
-from edge.preprocess.frame import SIZE, NoDigit, frame_digit, is_mnist_framed, select_digit, to_mnist
+from edge.preprocess.frame import SIZE, NoDigit, centre, frame_digit, is_mnist_framed, select_digit, to_mnist
 from edge.preprocess.ink import Ink, find_ink, ink_is_dark, ink_mask, working_gray
 from edge.preprocess.load import DECODE_BUDGET, FORMATS, LOAD_SIDE, MAX_PIXELS, SUFFIXES, load_image, to_gray
 
 __all__ = ["Box", "Component", "DECODE_BUDGET", "FORMATS", "Ink", "LOAD_SIDE", "MAX_PIXELS", "NoDigit", "SIZE",
-           "SUFFIXES", "components", "find_ink", "frame_digit", "ink_is_dark", "ink_mask", "is_mnist_framed", "label",
+           "SUFFIXES", "centre", "components", "find_ink", "frame_digit", "ink_is_dark", "ink_mask", "is_mnist_framed", "label",
            "load_image", "select_digit", "to_gray", "to_mnist", "working_gray"]

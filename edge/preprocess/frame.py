@@ -131,8 +131,7 @@ def frame_digit(ink: np.ndarray) -> np.ndarray:
     """A crop of soft ink (ink bright; float 0..1 or uint8) -> 28x28 uint8 framed like MNIST.
 
     The ink's bounding box is scaled so its longer side is 20 px (area-averaging, which makes
-    MNIST's grey anti-aliased edges), then pasted so its centre of mass lands on pixel (14, 14),
-    to the nearest pixel, as MNIST's own centring did.
+    MNIST's grey anti-aliased edges), then centred (`centre`).
     """
     a = np.asarray(ink, dtype=np.float32)
     if a.ndim != 2 or a.size == 0:
@@ -167,6 +166,12 @@ def frame_digit(ink: np.ndarray) -> np.ndarray:
     small = np.clip(small / max(top_val, 1e-6) if top_val < 1 else small, 0.0, 1.0)
     if SOFTEN > 0 and s < 1:  # enlarging (bilinear) softens already
         small = soften(small, SOFTEN)
+    return centre(small)
+
+
+def centre(small: np.ndarray) -> np.ndarray:
+    """Ink (float 0..1) that fits the 28x28 canvas -> 28x28 uint8 with its centre of mass on pixel
+    (14, 14), to the nearest pixel, as MNIST's own centring did."""
     sh, sw = small.shape
     mass = small.sum()
     cy = float((small.sum(axis=1) * np.arange(sh)).sum() / mass)
