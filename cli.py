@@ -39,8 +39,8 @@ def _quiet_tensorflow() -> None:
               help="Split the CPU into N logical devices (mirrored training without GPUs).")
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--styles", type=click.FloatRange(0, 1), default=0.0, show_default=True,
-              help="Share of the 1s, 7s and 9s redrawn in styles MNIST lacks (continental 1s, crossed 7s, "
-                   "g-like 9s): better on European hands, a little worse on MNIST (README, Training).")
+              help="Share of the 7s and 9s redrawn in styles MNIST lacks (crossed 7s, g-like and mirrored 9s): "
+                   "better on European hands, MNIST about the same (README, Training).")
 @click.option("--subset", type=click.IntRange(min=2), help="Train on the first N training images (smoke tests).")
 @click.option("--mixed-precision", is_flag=True, help="float16 compute (GPUs only).")
 def train(**options) -> None:

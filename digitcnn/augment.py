@@ -29,7 +29,7 @@ class Augmentation:
     shear: float = 0.3  # slant: x += shear * y, uniform in [-shear, shear]
     stretch: float = 0.3  # width alone scaled by uniform [1 - stretch, 1 + stretch]: narrow and wide hands
     settle_epochs: int = 6  # the run's last epochs, in which shear and stretch are halved
-    styles: float = 0.0  # share of the 1s, 7s and 9s redrawn once in a style MNIST lacks (digitcnn/styles.py)
+    styles: float = 0.0  # share of the 7s and 9s redrawn once in a style MNIST lacks (digitcnn/styles.py)
 
 
 def augment(images: tf.Tensor, seed: tf.Tensor, aug: Augmentation, settling: bool | tf.Tensor = False) -> tf.Tensor:

@@ -1,18 +1,19 @@
-"""Handwriting MNIST has little of, drawn onto a share of its training digits before training.
+"""Handwriting MNIST has little of, drawn onto a share of its training 7s and 9s before training.
 
-MNIST's writers were American. Elsewhere a 1 starts with a long up-stroke (and may stand on a foot),
-a 7 is crossed, and a 9's tail curls left under its head as in a "g" or its stem leaves the loop on
-the left: an MNIST model reads these as 7 or 4, as 4 or 2, and as 3 or 8 (Semeion's Italian writers,
-photos-dev; README, Evaluate). Here a
-stroke of the digit's own width is drawn onto MNIST's own 1s, 7s and 9s, at random lengths and
-angles, and the result framed as MNIST frames digits (only moved while it fits MNIST's box, else
-scaled as edge's `frame_digit` does), so the network learns the style with every other trait of the
-digit left as its writer made it.
+MNIST's writers were American. Elsewhere a 7 is crossed, and a 9's tail curls left under its head as
+in a "g", or its stem leaves the loop on the left: an MNIST model reads these as 4 or 2, and as 3 or 8
+(Semeion's Italian writers; README, Evaluate). Here a stroke of the digit's own width is drawn onto
+MNIST's own 7s and 9s (or the 9 mirrored), and the digit moved to MNIST's centre of mass, never
+resampled: resampling softens a digit, and a network taught on softer styled digits reads blurred
+digits as them. So the network learns the style with every other trait of the digit left as its
+writer made it.
 
 Deterministic (numpy's generator seeded by the run's seed) and done once per run, in numpy and
 Pillow, before the random warps of `digitcnn/augment.py`, which then apply to these digits as well.
-Off by default (`Augmentation.styles`, `train --styles`): a share of 0.3 takes Semeion up about two
-points and costs MNIST about 0.1 (README, Training).
+Off by default (`Augmentation.styles`, `train --styles`): a share of 0.3 takes Semeion up about one
+and a half points and costs MNIST up to 0.03 (README, Training). Continental 1s (a long up-stroke
+into the top) were drawn too and dropped: such a 1 is a 7 turned by 30 degrees, and the network
+then read turned 7s as 1s.
 """
 
 from __future__ import annotations
@@ -46,10 +47,10 @@ def _stroke_width(digit: np.ndarray) -> float:
     return float(np.clip(2.0 * np.count_nonzero(m) / max(outline, 1), 1.5, 3.5))
 
 
-def _with_strokes(digit: np.ndarray, strokes: list[list[Point]], taller: bool = False) -> np.ndarray:
+def _with_strokes(digit: np.ndarray, strokes: list[list[Point]], rows: np.ndarray | None = None) -> np.ndarray:
     """The digit with polylines (in its pixel coordinates) drawn in its own stroke width, MNIST-framed.
-    Unless `taller`, the new ink is kept within the digit's rows: a round pen end poking a pixel above a
-    1's top would make it too tall for MNIST's box, and resampling it soften the whole digit."""
+    The new ink is kept within the rows of `rows` (default: the digit's): a round pen end poking a pixel
+    past them would make the digit too tall for MNIST's box, and resampling it soften the whole digit."""
     side = (28 + 2 * PAD) * SUPERSAMPLE
     canvas = Image.new("L", (side, side), 0)
     draw = ImageDraw.Draw(canvas)
@@ -60,9 +61,8 @@ def _with_strokes(digit: np.ndarray, strokes: list[list[Point]], taller: bool = 
         for x, y in (points[0], points[-1]):  # round pen ends
             draw.ellipse([x - width / 2, y - width / 2, x + width / 2, y + width / 2], fill=255)
     drawn = np.asarray(canvas.resize((28 + 2 * PAD, 28 + 2 * PAD), Image.BOX), np.float32)
-    if not taller:
-        rows = np.nonzero(digit.any(axis=1))[0] + PAD
-        drawn[:rows[0]] = drawn[rows[-1] + 1:] = 0
+    kept = np.nonzero((digit if rows is None else rows).any(axis=1))[0] + PAD
+    drawn[:kept[0]] = drawn[kept[-1] + 1:] = 0
     return _framed(np.maximum(np.pad(digit.astype(np.float32), PAD), drawn))
 
 
@@ -76,29 +76,6 @@ def _framed(ink: np.ndarray) -> np.ndarray:
     return centre(crop) if max(crop.shape) <= BOX else frame_digit(crop)
 
 
-def continental_one(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
-    """A 1 with an up-stroke into its top from the lower left (a quarter to 0.6 of its height), and a
-    foot one time in four; None for a 1 slanted so far that the up-stroke would make it a 7."""
-    xs, ys = _ink(digit)
-    height = ys.max() - ys.min()
-    centred = np.stack([xs - xs.mean(), ys - ys.mean()])
-    stem = np.linalg.eigh(centred @ centred.T)[1][:, -1]  # the 1's direction
-    stem = stem if stem[1] > 0 else -stem  # pointing down
-    lean = np.degrees(np.arctan2(-stem[0], stem[1]))  # from straight down, positive when the foot is left
-    angle = rng.uniform(20, 55)  # the up-stroke's, from straight down towards the left
-    if angle - lean < 15:
-        return None
-    along = stem @ centred
-    top = np.array([xs[along.argmin()], ys[along.argmin()]])
-    direction = np.array([-np.sin(np.radians(angle)), np.cos(np.radians(angle))])
-    strokes = [[tuple(top), tuple(top + rng.uniform(0.25, 0.6) * height * direction)]]
-    if rng.uniform() < 0.25:
-        foot = np.array([xs[along.argmax()], ys[along.argmax()]])
-        half = rng.uniform(0.15, 0.25) * height
-        strokes.append([(foot[0] - half, foot[1]), (foot[0] + half, foot[1])])
-    return _with_strokes(digit, strokes)
-
-
 def crossed_seven(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
     """A 7 with a bar across its stem, a little over halfway down; None where that row is not a stem."""
     xs, ys = _ink(digit)
@@ -108,19 +85,31 @@ def crossed_seven(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray | N
     if len(cols) == 0 or cols.max() - cols.min() > 6:
         return None
     x, half = cols.mean(), rng.uniform(0.17, 0.27) * height
+    pen = _stroke_width(digit) / 2  # the bar stays within MNIST's box, counting the pen's round ends
+    half = min(half, x - (xs.max() - BOX + 1) - pen, xs.min() + BOX - 1 - x - pen)
     tilt = np.tan(np.radians(rng.uniform(-10, 10))) * half
     return _with_strokes(digit, [[(x - half, row + tilt), (x + half, row - tilt)]])
 
 
 def curled_nine(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
-    """A 9 whose tail curls on from its foot, left under the head and up, as in a "g"."""
+    """A 9 whose tail curls on, left under the head and up, as in a "g". The stem's last rows give way
+    to the curl, so the digit keeps its height and is only moved, never resampled; None where those
+    rows are not a single stroke."""
     xs, ys = _ink(digit)
     height, width = ys.max() - ys.min(), xs.max() - xs.min()
-    fx, fy = xs[ys.argmax()], ys.max()
-    rx = rng.uniform(0.3, 0.5) * max(width, 0.5 * height)
     ry = rng.uniform(0.08, 0.2) * height
-    t = np.linspace(0.0, rng.uniform(0.65, 0.95) * np.pi, 12)  # from the foot, down, left and up
-    return _with_strokes(digit, [list(zip(fx - rx + rx * np.cos(t), fy + ry * np.sin(t)))], taller=True)
+    start = int(round(ys.max() - ry))
+    cols = np.nonzero(digit[start] > INK)[0]
+    if len(cols) == 0 or cols.max() - cols.min() > 6:
+        return None
+    stem = digit.copy()
+    stem[start + 1:] = 0
+    fx = cols.mean()
+    # As wide as the head, but no wider than MNIST's box (counting the pen's round end).
+    room = fx - (xs.max() - BOX + 1) - _stroke_width(digit)
+    rx = min(rng.uniform(0.3, 0.5) * max(width, 0.5 * height), room / 2)
+    t = np.linspace(0.0, rng.uniform(0.65, 0.95) * np.pi, 12)  # from the stem, down, left and up
+    return _with_strokes(stem, [list(zip(fx - rx + rx * np.cos(t), start + ry * np.sin(t)))], rows=digit)
 
 
 def mirrored_nine(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -130,7 +119,7 @@ def mirrored_nine(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 Style = Callable[[np.ndarray, np.random.Generator], "np.ndarray | None"]
-STYLES: dict[int, tuple[Style, ...]] = {1: (continental_one,), 7: (crossed_seven,), 9: (curled_nine, mirrored_nine)}
+STYLES: dict[int, tuple[Style, ...]] = {7: (crossed_seven,), 9: (curled_nine, mirrored_nine)}
 """Each styled digit takes one of its digit's styles, at random."""
 
 

@@ -1,4 +1,4 @@
-"""The handwriting styles drawn onto MNIST's 1s, 7s and 9s for training (digitcnn/styles.py)."""
+"""The handwriting styles drawn onto MNIST's 7s and 9s for training (digitcnn/styles.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from digitcnn.styles import INK, STYLES, continental_one, crossed_seven, curled_nine, mirrored_nine, restyle
+from digitcnn.styles import INK, STYLES, crossed_seven, curled_nine, mirrored_nine, restyle
 from edge.preprocess import frame_digit, is_mnist_framed
 
 
@@ -45,15 +45,13 @@ def test_every_style_keeps_mnist_framing(train_digits):
 
 
 def test_each_style_draws_its_stroke_where_the_style_has_it():
-    """On plain drawn digits: the 1's up-stroke comes into its top from the left, the 7's bar crosses
-    its stem below the middle, the 9's tail runs left under its head or its stem is on the left; the
-    digits had no ink there."""
+    """On plain drawn digits: the 7's bar crosses its stem below the middle, the 9's tail runs left
+    under its head or its stem is on the left; the digits had no ink there."""
     rng = np.random.default_rng(0)
-    one, seven, nine = (_drawn([[(14, 4), (14, 24)]]), _drawn([[(8, 5), (20, 5), (13, 24)]]),
-                        _drawn([[(18, 10), (17, 6), (13, 5), (10, 8), (11, 12), (15, 13), (18, 10), (18, 24)]]))
-    places = [(continental_one, one, slice(4, 16), slice(0, 13)),  # left of the stem's upper part
-              (crossed_seven, seven, slice(13, 20), slice(0, 13)),  # left of the stem, a little below the middle
-              (curled_nine, nine, slice(21, 28), slice(0, 13)),  # under the head's left half
+    seven, nine = (_drawn([[(8, 5), (20, 5), (13, 24)]]),
+                   _drawn([[(18, 10), (17, 6), (13, 5), (10, 8), (11, 12), (15, 13), (18, 10), (18, 24)]]))
+    places = [(crossed_seven, seven, slice(13, 20), slice(0, 13)),  # left of the stem, a little below the middle
+              (curled_nine, nine, slice(19, 28), slice(0, 13)),  # under the head's left half
               (mirrored_nine, nine, slice(18, 28), slice(0, 13))]  # a stem on the left
     for style, digit, rows, cols in places:
         assert not digit[rows, cols].any(), style.__name__
@@ -85,19 +83,23 @@ def _holds(out: np.ndarray, digit: np.ndarray) -> bool:
     return any((np.roll(digit, (dy, dx), axis=(0, 1)) <= out).all() for dy in range(-6, 7) for dx in range(-6, 7))
 
 
-def test_strokes_that_fit_the_box_leave_the_mnist_pixels_unresampled(train_digits):
+def test_styles_leave_the_mnist_pixels_unresampled(train_digits):
     """Resampling would soften MNIST's own pixels, and a network taught on it reads blurred digits as
-    the styled ones: a style that fits MNIST's 20 px box only moves the digit and adds ink."""
+    the styled ones: a style only moves the digit and adds ink (a curled 9's tail replaces the last
+    fifth of its stem, which is left out of the comparison)."""
     x, y = train_digits
-    for style, digit in ((continental_one, 1), (crossed_seven, 7), (mirrored_nine, 9)):
+    for style, digit in ((crossed_seven, 7), (curled_nine, 9), (mirrored_nine, 9)):
         rng = np.random.default_rng(0)
         kept = 0
         for a in x[y == digit][:40]:
             out = style(a, rng)
             if out is None:
                 continue
-            if _height(out) == _height(a):  # not scaled: the strokes fit the box
+            if _height(out) == _height(a):  # not scaled
                 kept += 1
-                source = a[:, ::-1] if style is mirrored_nine else a
+                source = a[:, ::-1] if style is mirrored_nine else a.copy()
+                if style is curled_nine:
+                    rows = np.nonzero(a.any(axis=1))[0]
+                    source[rows[-1] - int(0.2 * (rows[-1] - rows[0])):] = 0
                 assert _holds(out, source), style.__name__
-        assert kept >= 10, style.__name__
+        assert kept >= 30, style.__name__

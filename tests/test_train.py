@@ -47,7 +47,7 @@ def test_mirrored_on_two_logical_cpus(tmp_path, mnist_npz):
 
 
 def test_styles_flag_is_part_of_the_run(tmp_path, mnist_npz):
-    """`--styles` redraws some 1s, 7s and 9s (digitcnn/styles.py); the share is part of the run's
+    """`--styles` redraws some 7s and 9s (digitcnn/styles.py); the share is part of the run's
     identity, so resuming with another share is refused."""
     out = tmp_path / "styled"
     args = ("train", "--model", "lenet5", "--subset", "500", "--epochs", "1", "--data", str(mnist_npz), "--out", str(out))
