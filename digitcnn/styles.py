@@ -69,8 +69,8 @@ def _with_strokes(digit: np.ndarray, strokes: list[list[Point]], rows: np.ndarra
 def _framed(ink: np.ndarray) -> np.ndarray:
     """Ink (0..255, black around it) framed like MNIST. Ink that still fits MNIST's 20 px box is only
     moved, to centre its mass: resampling would soften MNIST's own pixels, and the network then takes
-    softness for a mark of the style (blurred 2s, 3s and 7s read as 1s). Bigger ink is scaled into
-    the box as the edge frames a photo."""
+    softness for a mark of the style (blurred digits read as the styled ones). Bigger ink is scaled
+    into the box as the edge frames a photo."""
     ys, xs = np.nonzero(ink > 0)
     crop = ink[ys.min():ys.max() + 1, xs.min():xs.max() + 1] / 255.0
     return centre(crop) if max(crop.shape) <= BOX else frame_digit(crop)
@@ -124,7 +124,7 @@ STYLES: dict[int, tuple[Style, ...]] = {7: (crossed_seven,), 9: (curled_nine, mi
 
 
 def restyle(x: np.ndarray, y: np.ndarray, share: float, seed: int) -> np.ndarray:
-    """A copy of the uint8 digits `x` in which about `share` of the 1s, 7s and 9s carry their style."""
+    """A copy of the uint8 digits `x` in which about `share` of the 7s and 9s carry their style."""
     rng = np.random.default_rng(seed)
     x = x.copy()
     for digit, styles in STYLES.items():
