@@ -11,7 +11,7 @@ writer made it.
 Deterministic (numpy's generator seeded by the run's seed) and done once per run, in numpy and
 Pillow, before the random warps of `digitcnn/augment.py`, which then apply to these digits as well.
 Off by default (`Augmentation.styles`, `train --styles`): a share of 0.3 takes Semeion up about one
-and a half points and costs MNIST up to 0.03 (README, Training). Continental 1s (a long up-stroke
+and a half points and costs MNIST up to 0.04 (README, Training). Continental 1s (a long up-stroke
 into the top) were drawn too and dropped: such a 1 is a 7 turned by 30 degrees, and the network
 then read turned 7s as 1s.
 """
@@ -45,6 +45,13 @@ def _stroke_width(digit: np.ndarray) -> float:
     m = np.pad(digit > INK, 1)
     outline = np.count_nonzero(m[1:] != m[:-1]) + np.count_nonzero(m[:, 1:] != m[:, :-1])
     return float(np.clip(2.0 * np.count_nonzero(m) / max(outline, 1), 1.5, 3.5))
+
+
+def _stem_at(digit: np.ndarray, row: int) -> float | None:
+    """The column of the digit's single stroke crossing `row`, or None where the row holds no ink or more
+    than one stroke's width of it (a bar or a curl is drawn from a stem, not from a loop or a join)."""
+    cols = np.nonzero(digit[row] > INK)[0]
+    return None if len(cols) == 0 or cols.max() - cols.min() > 6 else float(cols.mean())
 
 
 def _with_strokes(digit: np.ndarray, strokes: list[list[Point]], rows: np.ndarray | None = None) -> np.ndarray:
@@ -81,10 +88,10 @@ def crossed_seven(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray | N
     xs, ys = _ink(digit)
     top, height = ys.min(), ys.max() - ys.min()
     row = int(round(top + rng.uniform(0.45, 0.6) * height))
-    cols = np.nonzero(digit[row] > INK)[0]
-    if len(cols) == 0 or cols.max() - cols.min() > 6:
+    x = _stem_at(digit, row)
+    if x is None:
         return None
-    x, half = cols.mean(), rng.uniform(0.17, 0.27) * height
+    half = rng.uniform(0.17, 0.27) * height
     pen = _stroke_width(digit) / 2  # the bar stays within MNIST's box, counting the pen's round ends
     half = min(half, x - (xs.max() - BOX + 1) - pen, xs.min() + BOX - 1 - x - pen)
     tilt = np.tan(np.radians(rng.uniform(-10, 10))) * half
@@ -99,12 +106,11 @@ def curled_nine(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray | Non
     height, width = ys.max() - ys.min(), xs.max() - xs.min()
     ry = rng.uniform(0.08, 0.2) * height
     start = int(round(ys.max() - ry))
-    cols = np.nonzero(digit[start] > INK)[0]
-    if len(cols) == 0 or cols.max() - cols.min() > 6:
+    fx = _stem_at(digit, start)
+    if fx is None:
         return None
     stem = digit.copy()
     stem[start + 1:] = 0
-    fx = cols.mean()
     # As wide as the head, but no wider than MNIST's box (counting the pen's round end).
     room = fx - (xs.max() - BOX + 1) - _stroke_width(digit)
     rx = min(rng.uniform(0.3, 0.5) * max(width, 0.5 * height), room / 2)
