@@ -36,7 +36,7 @@ from edge.adapt import Adapter, fit  # noqa: E402
 from edge.preprocess import to_mnist  # noqa: E402
 from edge.runner import DigitModel  # noqa: E402
 
-PENALTIES = (3e-5, 1e-4, 3e-4, 1e-3)
+PENALTIES = (1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3)
 ANCHOR_WEIGHTS = (0.1, 0.3, 1.0)
 KS = (1, 5, 10)
 SEEDS = 5

@@ -198,7 +198,7 @@ def training_batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, seed: int
     from digitcnn.augment import augment
     from digitcnn.styles import restyle
 
-    if augmentation is not None and augmentation.styles:  # some 1s, 7s and 9s in other people's styles
+    if augmentation is not None and augmentation.styles:  # some 7s and 9s in other people's styles
         x = restyle(x, y, augmentation.styles, seed)
     images, labels = tf.constant(x[..., None]), tf.constant(y.astype(np.int32))
     steps = len(x) // batch_size
