@@ -10,7 +10,7 @@ import os
 import click
 
 from edge import cli as edge_cli
-from edge.cli import Cli, chosen_model, model_flag
+from edge.cli import Cli, Finite, chosen_model, model_flag
 from edge.errors import UserError
 from edge.metadata import VARIANTS
 
@@ -28,9 +28,9 @@ def _quiet_tensorflow() -> None:
 @click.option("--model", type=click.Choice(["lenet5", "lenet-plus"]), default="lenet-plus", show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=19, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True, help="Per replica.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-3, show_default=True,
+@click.option("--lr", type=Finite(min=0, min_open=True), default=3e-3, show_default=True,
               help="Peak learning rate for a global batch of 128; scaled by sqrt(global batch / 128).")
-@click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True)
+@click.option("--label-smoothing", type=Finite(0, 1, max_open=True), default=0.1, show_default=True)
 @click.option("--data", type=click.Path(), help="MNIST .npz or IDX folder (default: $DIGITCNN_DATA, else download).")
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: runs/<model>).")
 @click.option("--strategy", type=click.Choice(["auto", "one", "mirrored", "multiworker"]), default="auto",
@@ -38,7 +38,7 @@ def _quiet_tensorflow() -> None:
 @click.option("--devices", type=click.IntRange(min=1), default=1, show_default=True,
               help="Split the CPU into N logical devices (mirrored training without GPUs).")
 @click.option("--seed", type=int, default=1, show_default=True)
-@click.option("--styles", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+@click.option("--styles", type=Finite(0, 1), default=0.0, show_default=True,
               help="Share of the 7s and 9s redrawn in styles MNIST lacks (crossed 7s, g-like and mirrored 9s): "
                    "better on European hands, MNIST about the same (README, Training).")
 @click.option("--subset", type=click.IntRange(min=2), help="Train on the first N training images (smoke tests).")
@@ -70,7 +70,7 @@ def train(**options) -> None:
 @click.argument("source", metavar="RUN_DIR|MODEL.keras", type=click.Path())
 @click.option("--quantize", type=click.Choice([*VARIANTS, "all"]), default="int8", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory (default: beside the model).")
-@click.option("--max-drop", type=float, default=0.3, show_default=True,
+@click.option("--max-drop", type=Finite(), default=0.3, show_default=True,
               help="Refuse a variant whose test accuracy is more than this many percentage points below Keras'.")
 @click.option("--data", type=click.Path(), help="MNIST .npz or IDX folder (default: $DIGITCNN_DATA, else download).")
 def export(source: str, quantize: str, out: str | None, max_drop: float, data: str | None) -> None:

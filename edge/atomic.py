@@ -14,8 +14,13 @@ from edge.errors import UserError
 
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Yield a temporary file beside `path`; rename it over `path` only if the block succeeds."""
+    """Yield a temporary file beside `path`; rename it over `path` only if the block succeeds.
+
+    Only a regular file is ever replaced: renaming over a device, a pipe or a folder's entry would
+    swap it for a plain file (`--out /dev/null` run as root)."""
     path = Path(path)
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise UserError(f"{path}: exists and is not a regular file; give a file name to write")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

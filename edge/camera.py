@@ -88,7 +88,7 @@ class OpenCVSource(Source):
         try:
             import cv2
         except ImportError:
-            raise UserError("cameras and videos need OpenCV: pip install '.[camera]'") from None
+            raise UserError('cameras and videos need OpenCV: pip install "digitcnn[camera]"') from None
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
         self._cv2 = cv2
         self.live = isinstance(spec, int)
@@ -166,7 +166,10 @@ class PiCameraSource(Source):
 class FolderSource(Source):
     def __init__(self, folder: Path):
         self.name = f"folder {folder}"
-        self._files = iter(list_folder(folder))
+        files = list_folder(folder)
+        if not files:
+            raise UserError(f"{folder}: no image files in this folder")
+        self._files = iter(files)
 
     def read(self) -> np.ndarray | None:
         file = next(self._files, None)
@@ -175,10 +178,12 @@ class FolderSource(Source):
 
 def open_source(spec: str, warn: Callable[[str], None] = _stderr) -> Source:
     """A device index ("0"), "picamera2", a folder of images, or a video file; `warn` hears about retries."""
-    if spec.isdigit():
+    if spec.isascii() and spec.isdigit():  # not "²", which isdigit() too
         return OpenCVSource(int(spec), warn)
     if spec == "picamera2":
         return PiCameraSource(warn=warn)
+    if not spec.strip():
+        raise UserError("--source is empty: give a camera index, 'picamera2', a folder or a video file")
     path = Path(spec)
     if path.is_dir():
         return FolderSource(path)

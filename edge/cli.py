@@ -5,8 +5,10 @@ Nothing here imports TensorFlow, so a Pi with only the `edge` extra runs all of 
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
+import math
 import sys
 from typing import Callable
 
@@ -16,8 +18,25 @@ from edge.errors import UserError
 from edge.extras import install_hint
 from edge.shipped import SHIPPED_MODEL
 
+MAX_THREADS = 64
+"""More threads than any board this runs on has cores; LiteRT crashes on tens of thousands."""
+
+
+class Finite(click.FloatRange):
+    """A FloatRange that also refuses nan (which passes every bound) and inf (which an open-ended range lets in)."""
+
+    name = "finite float range"
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
 class Cli(click.Group):
-    """Turns a UserError anywhere below, or a missing extra's module, into a one-line message and exit code 1."""
+    """Turns a UserError anywhere below, a missing extra's module, or what the system refused (a full disk, a
+    folder it may not read), into a one-line message and exit code 1."""
 
     def invoke(self, ctx: click.Context):
         try:
@@ -29,6 +48,10 @@ class Cli(click.Group):
             if hint is None:
                 raise
             raise click.ClickException(hint) from None
+        except OSError as e:
+            if e.errno == errno.EPIPE:  # the reader of our output has gone (`| head`): click ends quietly
+                raise
+            raise click.ClickException(f"{e.filename}: {e.strerror}" if e.filename else str(e.strerror or e)) from None
 
 
 def _describe(answer: dict) -> str:
@@ -81,8 +104,9 @@ def model_and_inputs(command: Callable) -> Callable:
     return click.argument("arguments", nargs=-1, required=True, metavar="[MODEL.tflite] INPUTS...")(model_flag(split))
 
 
-threads_option = click.option("--threads", type=click.IntRange(min=1), help="Interpreter threads (default: LiteRT's).")
-threshold_option = click.option("--threshold", type=click.FloatRange(0, 1),
+threads_option = click.option("--threads", type=click.IntRange(1, MAX_THREADS),
+                              help="Interpreter threads (default: LiteRT's).")
+threshold_option = click.option("--threshold", type=Finite(0, 1),
                                 help="Under this confidence the answer is 'no digit' (default: the model's own, "
                                      "from its metadata; 0.5 for models exported without one).")
 
@@ -123,7 +147,7 @@ def predict(model: str, inputs: tuple[str, ...], as_json: bool, multi: bool, thr
 @click.option("--source", default="0", show_default=True,
               help="Camera index, 'picamera2', a video file or a folder of images.")
 @click.option("--headless", is_flag=True, help="No window: one JSON line per frame.")
-@click.option("--roi", type=click.FloatRange(0.05, 1), default=0.6, show_default=True,
+@click.option("--roi", type=Finite(0.05, 1), default=0.6, show_default=True,
               help="Side of the centred square read, as a fraction of the frame's shorter side.")
 @click.option("--max-frames", type=click.IntRange(min=1), help="Stop after N frames.")
 @threshold_option
@@ -143,7 +167,7 @@ def camera(model: str, source: str, headless: bool, roi: float, max_frames: int 
 @click.command()
 @model_argument
 @threads_option
-@click.option("--seconds", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
+@click.option("--seconds", type=Finite(min=0.1), default=2.0, show_default=True,
               help="Time spent on each measurement.")
 def bench(model: str, threads: int | None, seconds: float) -> None:
     """Latency percentiles at batch 1 and throughput at batch 256, as one JSON line."""
@@ -157,7 +181,8 @@ def bench(model: str, threads: int | None, seconds: float) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; 0.0.0.0 lets phones on the same network in.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
-@click.option("--workers", type=click.IntRange(min=1), help="Threads reading uploaded images (default: one per core).")
+@click.option("--workers", type=click.IntRange(1, MAX_THREADS),
+              help="Threads reading uploaded images (default: one per core).")
 def serve(model: str, host: str, port: int, workers: int | None) -> None:
     """Serve the phone page: the model runs in the browser, with the server as fallback."""
     import uvicorn

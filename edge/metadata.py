@@ -16,6 +16,7 @@ import json
 import math
 import re
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,6 +31,9 @@ VARIANTS = ("float32", "float16", "dynamic", "int8")
 PREPROCESSING = {"version": 1, "polarity": "white-on-black", "digit_box": 20, "canvas": 28,
                  "centring": "centre-of-mass"}
 EMBEDDED_NAME = "metadata.json"
+MAX_METADATA_BYTES = 2**20
+"""Metadata bigger than this, unpacked, is refused: an export's is about 8 KB, while a hostile zip
+of a few MB can unpack to gigabytes."""
 TENSOR_DTYPES = ("float32", "uint8", "int8")
 PROBABILITIES, FEATURES = "probabilities", "features"
 """The output names in a model's signature. Find outputs by these names, never by position: in a model
@@ -230,12 +234,28 @@ def sha256(model: bytes) -> str:
     return hashlib.sha256(bare_flatbuffer(model)).hexdigest()
 
 
-def _zip_entries(model: bytes) -> list[zipfile.ZipInfo]:
+_DAMAGED_ZIP = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError)
+"""What zipfile raises on damaged or hostile bytes (a bad CRC, a broken deflate stream, an offset
+before the file's start, an unknown version, an encryption flag)."""
+
+
+def _archive(model: bytes, where: str) -> zipfile.ZipFile | None:
+    """The zip appended to the flatbuffer, or None if there is none; a damaged one is a UserError."""
+    buffer = io.BytesIO(model)
+    if not zipfile.is_zipfile(buffer):
+        return None
     try:
-        with zipfile.ZipFile(io.BytesIO(model)) as zf:
-            return zf.infolist()
-    except zipfile.BadZipFile:
+        return zipfile.ZipFile(buffer)
+    except _DAMAGED_ZIP as e:
+        raise UserError(f"{where}: its embedded metadata archive is damaged ({e}); re-export the model") from None
+
+
+def _zip_entries(model: bytes) -> list[zipfile.ZipInfo]:
+    archive = _archive(model, "model")
+    if archive is None:
         return []
+    with archive:
+        return archive.infolist()
 
 
 def bare_flatbuffer(model: bytes) -> bytes:
@@ -264,16 +284,34 @@ def embed_metadata(model: bytes, meta: dict) -> bytes:
 
 
 def read_embedded(model: bytes, where: str = "model") -> dict | None:
-    """The embedded metadata as stored (not validated), or None if the file carries none."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(model)) as zf:
-            raw = zf.read(EMBEDDED_NAME)
-    except (zipfile.BadZipFile, KeyError):
+    """The embedded metadata as stored (not validated), or None if the file carries none. A damaged
+    or oversized archive entry is a UserError: the model then cannot be trusted to describe itself."""
+    archive = _archive(model, where)
+    if archive is None:
         return None
+    with archive:
+        try:
+            entry = archive.getinfo(EMBEDDED_NAME)
+        except KeyError:
+            return None
+        if entry.file_size > MAX_METADATA_BYTES:
+            raise UserError(f"{where}: embedded {EMBEDDED_NAME} unpacks to {entry.file_size:,} bytes, "
+                            f"more than metadata ever needs ({MAX_METADATA_BYTES:,})")
+        try:
+            raw = archive.read(entry)
+        except _DAMAGED_ZIP as e:
+            raise UserError(f"{where}: embedded {EMBEDDED_NAME} is damaged ({e}); re-export the model") from None
+    return _parse_json(raw, f"{where}: embedded {EMBEDDED_NAME}")
+
+
+def _parse_json(raw: str | bytes, where: str) -> Any:
+    """json.loads, with any malformed input (nesting too deep for the parser too) a one-line UserError."""
     try:
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{where}: embedded {EMBEDDED_NAME} is not valid JSON ({e})") from None
+        raise UserError(f"{where} is not valid JSON ({e})") from None
+    except RecursionError:
+        raise UserError(f"{where} is not valid metadata (nested too deeply)") from None
 
 
 def sidecar_path(model_path: str | Path) -> Path:
@@ -295,12 +333,13 @@ def load_metadata(model_path: str | Path) -> dict:
         sidecar = sidecar_path(path)
         where = str(sidecar)
         try:
-            meta = json.loads(sidecar.read_text())
+            text = sidecar.read_text()
         except FileNotFoundError:
             raise UserError(f"{path}: no embedded metadata and no {sidecar.name} beside it; "
                             "re-export it with `cli.py export`") from None
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        except (OSError, UnicodeDecodeError) as e:
             raise UserError(f"{sidecar}: not readable JSON ({e})") from None
+        meta = _parse_json(text, str(sidecar))
     validate_metadata(meta, where)
     if meta["sha256"] != sha256(model):
         raise UserError(f"{where}: describes another model (sha256 differs); re-export it with `cli.py export`")

@@ -7,6 +7,7 @@ pixel scaling and quantization come from the metadata, and batching goes through
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,19 @@ class Reading:
 NO_INK = Reading(digit=None, confidence=0.0, top=[])
 
 
+def check_tensor(detail: dict, spec: dict, name: str, where: str) -> None:
+    """UserError unless the metadata's spec of a tensor says what the interpreter reports of it (dtype,
+    size, quantization): metadata edited after export would otherwise feed or read it wrongly."""
+    scale, zero_point = detail["quantization"]
+    agrees = (np.dtype(detail["dtype"]) == np.dtype(spec["dtype"]) and int(detail["shape"][-1]) == spec["shape"][-1]
+              and (scale == 0 if spec["scale"] is None else
+                   math.isclose(scale, spec["scale"], rel_tol=1e-6) and zero_point == spec["zero_point"]))
+    if not agrees:
+        raise UserError(f"{where}: its metadata says the {name} tensor is {spec['dtype']} x {spec['shape'][-1]} "
+                        f"(scale {spec['scale']}), the model's is {np.dtype(detail['dtype']).name} x "
+                        f"{detail['shape'][-1]} (scale {scale}); re-export it")
+
+
 def named_outputs(interpreter, where: str) -> dict[str, dict]:
     """The model's output tensors by signature name: their order in the file says nothing."""
     try:
@@ -61,15 +75,19 @@ class DigitModel:
         if shape[1:] != [28, 28, 1]:
             raise UserError(f"{self.path}: input shape {shape} is not a 28x28x1 digit model's")
         self.meta = load_metadata(self.path)
-        # Each output's index and its spec in the metadata, whose sha256 ties it to this flatbuffer; only
-        # models exported since teaching exists have features, and only taught models an adaptation.
-        indices = {name: detail["index"] for name, detail in named_outputs(self.interpreter, str(self.path)).items()}
-        wanted = [PROBABILITIES, *([FEATURES] if "features" in self.meta else [])]
-        if missing := [name for name in wanted if name not in indices]:
-            raise UserError(f"{self.path}: its signature has no {' or '.join(missing)} output; re-export it")
-        self._outputs = {PROBABILITIES: (indices[PROBABILITIES], self.meta["output"])}
+        # Each output's index and its spec in the metadata, checked against the tensor itself (the sha256
+        # ties the metadata to this flatbuffer, not what it says); only models exported since teaching
+        # exists have features, and only taught models an adaptation.
+        details = named_outputs(self.interpreter, str(self.path))
+        specs = {PROBABILITIES: self.meta["output"]}
         if "features" in self.meta:
-            self._outputs[FEATURES] = (indices[FEATURES], self.meta["features"])
+            specs[FEATURES] = self.meta["features"]
+        if missing := [name for name in specs if name not in details]:
+            raise UserError(f"{self.path}: its signature has no {' or '.join(missing)} output; re-export it")
+        check_tensor(self._input, self.meta["input"], "input", str(self.path))
+        for name, spec in specs.items():
+            check_tensor(details[name], spec, name, str(self.path))
+        self._outputs = {name: (details[name]["index"], spec) for name, spec in specs.items()}
         self.adapter = Adapter(self.meta["adaptation"]) if "adaptation" in self.meta else None
         self.confidence = Confidence.of(self.meta)
         self._batch = shape[0]

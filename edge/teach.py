@@ -20,6 +20,7 @@ from edge.errors import UserError
 from edge.labelled import labelled_folder
 from edge.metadata import FEATURES, PROBABILITIES, embed_metadata
 from edge.runner import DigitModel
+from edge.shipped import SHIPPED_MODEL
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,20 @@ def default_output(samples: Path) -> Path:
     return folder.with_name(f"{folder.name}.tflite")
 
 
+def check_output(out: Path, model_path: Path) -> None:
+    """The adapted model goes to a new .tflite file: never over the model it is taught from, nor over the
+    one shipped with digitcnn, which answer as before; and named so that commands take it as a model."""
+    if out.suffix.lower() != ".tflite":
+        raise UserError(f"{out}: the adapted model's name must end in .tflite")
+    for model, what in ((model_path, "the model being taught"), (SHIPPED_MODEL, "the model shipped with digitcnn")):
+        if out.is_file() and model.is_file() and out.samefile(model):
+            raise UserError(f"{out}: is {what}; write the adapted model to another file")
+
+
 def teach(samples: Path, model_path: Path, out: Path) -> Taught:
     """Adapt the model at `model_path` to the labelled digits in `samples` and write it to `out`."""
     started = time.perf_counter()
+    check_output(out, model_path)
     model = DigitModel(model_path)
     require_features(model.meta, str(model_path))
     data = labelled_folder(samples)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import select
 import subprocess
 import sys
 import threading
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +20,12 @@ from PIL import Image, ImageFilter
 
 from conftest import BLOCK_TENSORFLOW, ROOT, messages, run_cli
 from edge import camera, predict
+from edge import metadata as md
 from edge.cli import main as edge_main
 from edge.errors import UserError
 from edge.predict import predict_files
 from edge.runner import DigitModel
+from edge.shipped import SHIPPED_MODEL
 
 N = 60  # MNIST test images per check: enough to tell a working runner from a broken one
 
@@ -185,6 +189,93 @@ def test_bad_models_are_one_line_errors(tmp_path, png_folders):
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+
+
+
+def _zipped(flatbuffer: bytes, name: str, payload: bytes) -> bytes:
+    """The flatbuffer with a zip holding `payload` as `name` appended, as export appends its metadata."""
+    buffer = io.BytesIO(flatbuffer)
+    buffer.seek(0, io.SEEK_END)
+    with zipfile.ZipFile(buffer, "a", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(name, payload)
+    return buffer.getvalue()
+
+
+def test_damaged_or_hostile_metadata_is_a_one_line_error(tmp_path):
+    """Bytes changed anywhere in the embedded archive, metadata that unpacks to gigabytes, JSON nested
+    too deeply for the parser: each is a UserError (or, by chance, still valid), never an exception."""
+    model = SHIPPED_MODEL.read_bytes()
+    flatbuffer = md.bare_flatbuffer(model)
+    path = tmp_path / "model.tflite"
+    rng = np.random.default_rng(0)
+    outcomes = set()
+    for _ in range(400):
+        damaged = bytearray(model)
+        for i in rng.integers(len(flatbuffer), len(model), rng.integers(1, 4)):
+            damaged[i] = rng.integers(256)
+        cut = rng.integers(len(flatbuffer), len(model)) if rng.random() < 0.2 else len(model)
+        path.write_bytes(bytes(damaged[:cut]))
+        try:
+            md.load_metadata(path)
+            outcomes.add("valid")
+        except UserError as e:
+            outcomes.add(str(e).split(" (")[0].replace(str(path), "MODEL"))
+    assert "MODEL: embedded metadata.json is damaged" in outcomes, outcomes
+    bomb = b'{"schema": "' + b" " * (md.MAX_METADATA_BYTES + 1) + b'"}'  # deflates to a few KB
+    path.write_bytes(_zipped(flatbuffer, md.EMBEDDED_NAME, bomb))
+    with pytest.raises(UserError, match=r"metadata.json unpacks to 1,048,5\d\d bytes, more than"):
+        md.load_metadata(path)
+    path.write_bytes(_zipped(flatbuffer, md.EMBEDDED_NAME, b"[" * 100_000))
+    with pytest.raises(UserError, match="embedded metadata.json is not valid metadata .nested too deeply"):
+        md.load_metadata(path)
+    path.write_bytes(flatbuffer)
+    (tmp_path / "model.json").write_text("[" * 100_000)
+    with pytest.raises(UserError, match="model.json is not valid metadata .nested too deeply"):
+        md.load_metadata(path)
+
+
+def test_metadata_that_misdescribes_a_tensor_is_refused(tmp_path, png_folders):
+    """Metadata edited after export (its sha256 still names the flatbuffer) would feed the model floats
+    where it takes uint8, or read its scores at the wrong scale: the runner checks it against the tensors."""
+    model = SHIPPED_MODEL.read_bytes()
+    meta = md.load_metadata(SHIPPED_MODEL)
+    floats = {"dtype": "float32", "scale": None, "zero_point": None}
+    for tensor, change, said in (("input", floats, "input tensor is float32"),
+                                 ("output", {"scale": 0.5}, "probabilities tensor is uint8 x 10 (scale 0.5)"),
+                                 ("features", {"dtype": "int8"}, "features tensor is int8 x 64")):
+        path = tmp_path / f"{tensor}.tflite"
+        path.write_bytes(md.embed_metadata(model, {**meta, tensor: {**meta[tensor], **change}}))
+        result = run_cli("predict", str(path), str(png_folders["white-on-black"] / "000.png"), check=False)
+        assert result.returncode == 1 and messages(result.stderr) == [
+            f"Error: {path}: its metadata says the {said}" + messages(result.stderr)[0].split(said)[1]]
+        assert "re-export it" in result.stderr
+
+
+@pytest.mark.parametrize("args", [["predict", "--threshold", "nan"], ["predict", "--threads", "100000"],
+                                  ["bench", "--seconds", "inf"], ["camera", "--roi", "nan"],
+                                  ["serve", "--workers", "100000"]])
+def test_numbers_that_are_not_numbers_are_usage_errors(args):
+    """nan passes every bound of a range and inf an open-ended one: both are refused, as are thread
+    counts no board has (LiteRT crashed on 50,000)."""
+    given = [*args, str(SHIPPED_MODEL), "x.png"][: len(args) + 1 + (args[0] == "predict")]
+    result = run_cli(*given, timeout=60, check=False)  # if let through, camera and serve would run on
+    assert result.returncode == 2 and ("not a finite number" in result.stderr or "not in the range" in result.stderr)
+
+
+def test_a_full_disk_under_the_output_is_one_error_line(png_folders):
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, str(ROOT / "cli.py"), "predict", str(SHIPPED_MODEL),
+                                 str(png_folders["white-on-black"] / "000.png")], stdout=full, stderr=subprocess.PIPE,
+                                text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 1 and messages(result.stderr)[-1] == "Error: No space left on device"
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
+
+
+def test_a_camera_source_that_names_nothing_is_an_error(tmp_path):
+    for source, message in (("", "--source is empty"), ("²", "not a camera index"),
+                            (str(tmp_path), "no image files in this folder")):
+        with pytest.raises(UserError, match=message):
+            camera.open_source(source)
 
 
 @pytest.mark.parametrize("entry", [["-m", "edge"], [str(ROOT / "cli.py")]], ids=["python-m-edge", "cli.py"])

@@ -661,7 +661,7 @@ def test_a_bomb_is_refused_by_either_guard_alone(tmp_path, monkeypatch):
             load_image(path)
     with monkeypatch.context() as m:
         m.setattr(Image, "MAX_IMAGE_PIXELS", None)
-        with pytest.raises(UserError, match=r"bomb.png: 20000x20000 L image is too large to decode \(381 MiB, at most 48"):
+        with pytest.raises(UserError, match=r"bomb.png: 20000x20000 L image is too large to decode \(382 MiB, at most 48"):
             load_image(path)
     assert Image.MAX_IMAGE_PIXELS == P.MAX_PIXELS
 
@@ -677,6 +677,15 @@ def test_the_budget_counts_bytes_per_pixel(tmp_path):
         except UserError as e:
             message = str(e)
         assert ("too large to decode" in message) == (mode != "L"), message
+
+
+def test_the_budget_counts_pillows_row_pointers(tmp_path):
+    """A PNG 1 pixel wide and 6 million rows tall holds 6 MB of pixels but 48 MB of row pointers: refused
+    from its header (a 45-million-row one, 87 KB, took a process to 455 MB)."""
+    path = tmp_path / "tall.png"
+    path.write_bytes(_png(1, 6_000_000, idat=zlib.compress(b"\0\0" * 6_000_000)))
+    with pytest.raises(UserError, match=r"tall.png: 1x6000000 L image is too large to decode \(51 MiB"):
+        load_image(path)
 
 
 def test_jpeg_counts_at_its_drafted_size(tmp_path, monkeypatch):

@@ -5,6 +5,7 @@ fatal; models exported before teaching existed still run, and say they must be r
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -21,6 +22,8 @@ from edge.errors import UserError
 from edge.preprocess import to_mnist
 from edge.runner import DigitModel
 from edge.serve import RUNTIME, create_app
+from edge.shipped import SHIPPED_MODEL
+from edge.teach import check_output
 from strokes import CONTINENTAL, ORDINARY, jittered, render
 
 
@@ -215,3 +218,27 @@ def test_an_output_that_cannot_be_written_is_a_one_line_error(int8_model, tmp_pa
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.splitlines()[-1].startswith(f"Error: {out}: cannot write there"), result.stderr
 
+
+
+def test_teach_never_writes_over_the_model_a_device_or_a_sample(int8_model, tmp_path):
+    """The adapted model goes to a new .tflite file: a device or a pipe, a symlink, a sample, the base
+    model and the shipped one are refused before any work, each left as it was (click refuses a folder)."""
+    folder = write_hand(tmp_path / "hand", CONTINENTAL, digits=(1,))
+    base = tmp_path / "base.tflite"
+    base.write_bytes(int8_model.read_bytes())
+    pipe, link = tmp_path / "pipe.tflite", tmp_path / "link.tflite"
+    os.mkfifo(pipe)
+    (tmp_path / "other.tflite").write_bytes(b"someone's file")
+    link.symlink_to(tmp_path / "other.tflite")
+    sample = next(folder.glob("*.png"))
+    for out, message in ((pipe, "not a regular file"), (link, "not a regular file"), (sample, "must end in .tflite"),
+                         (base, "is the model being taught")):
+        before = out.read_bytes() if out.is_file() and not out.is_symlink() else None
+        result = _teach(str(folder), "--model", str(base), "--out", str(out), check=False)
+        errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+        assert result.returncode == 1 and len(errors) == 1 and message in errors[0], result.stderr
+        assert out.is_symlink() == (out == link) and (before is None or out.read_bytes() == before)
+    assert pipe.is_fifo() and base.read_bytes() == int8_model.read_bytes()
+    assert (tmp_path / "other.tflite").read_bytes() == b"someone's file"
+    with pytest.raises(UserError, match="is the model shipped with digitcnn"):
+        check_output(SHIPPED_MODEL, base)  # checked, not run: a broken check must not overwrite it

@@ -18,8 +18,8 @@ from PIL import ExifTags, Image, ImageOps
 from edge.errors import UserError
 
 DECODE_BUDGET = 48 * 2**20
-"""Bytes a decoded image may hold, from its header: width x height x Pillow's bytes per pixel (JPEGs
-at their drafted size). 48 MiB takes a 12 MP photo in any format (4032x3024 RGB: 46.5 MiB, as Pillow
+"""Bytes a decoded image may hold, from its header: width x height x Pillow's bytes per pixel, plus
+the pointer Pillow keeps per row (JPEGs at their drafted size). 48 MiB takes a 12 MP photo in any format (4032x3024 RGB: 46.5 MiB, as Pillow
 keeps RGB in 4 bytes) and refuses a 16-bit 8000x8000 PNG (122 MiB); two decodes at once then add
 about 120 MiB to a server's 60 MiB."""
 MAX_PIXELS = 2**28
@@ -32,6 +32,9 @@ SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", 
 """File names of those formats: what a folder given to `predict`, `evaluate` or `teach` is read for."""
 LOAD_SIDE = 1024
 """`load_image` shrinks to a long side of at least this, under twice it (JPEGs by DCT scaling)."""
+ROW_POINTER = 8
+"""Bytes of Pillow's pointer to each row: an 87 KB PNG 1 pixel wide and 45 million rows tall holds
+45 MB of pixels but 360 MB of row pointers."""
 BAND_BYTES = 2**22
 """Shrinking converts and reduces this many bytes of rows at a time (`_shrink`)."""
 
@@ -93,7 +96,7 @@ def load_image(source: str | os.PathLike | bytes, *, max_side: int | None = LOAD
 def _check_budget(image: Image.Image, path: str | Path) -> None:
     """UserError unless decoding `image` (opened, not loaded) stays within `DECODE_BUDGET` bytes."""
     w, h = image.size
-    need = w * h * _bytes_per_pixel(image.mode)
+    need = h * (w * _bytes_per_pixel(image.mode) + ROW_POINTER)
     if need > DECODE_BUDGET:
         raise UserError(f"{path}: {w}x{h} {image.mode} image is too large to decode "
                         f"({need / 2**20:.0f} MiB, at most {DECODE_BUDGET / 2**20:.0f} MiB)")
