@@ -187,11 +187,12 @@ def serve(model: str, host: str, port: int, workers: int | None) -> None:
     """Serve the phone page: the model runs in the browser, with the server as fallback."""
     import uvicorn
 
-    from edge.serve import create_app, server_config
+    from edge.serve import create_app, listen, server_config
 
     app = create_app(model, workers=workers)
+    sock = listen(host, port)
     click.echo(f"serving {model} on http://{host}:{port}  (Ctrl-C stops)")
-    uvicorn.Server(server_config(app, host, port)).run()
+    uvicorn.Server(server_config(app, host, port)).run(sockets=[sock])
 
 
 @click.command()

@@ -20,7 +20,9 @@ import gzip
 import hashlib
 import json
 import logging
+import os
 import re
+import socket
 from pathlib import Path
 from typing import AsyncIterator
 from urllib.parse import urlsplit
@@ -282,6 +284,14 @@ def create_app(model_path: str | Path, *, web: Path = WEB, node_modules: Path = 
     return Starlette(routes=routes, lifespan=lifespan,
                      middleware=[Middleware(_Guard, csp=csp), Middleware(GZipMiddleware, minimum_size=500)],
                      exception_handlers={HTTPException: _http_error, Exception: _server_error})
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The server's socket, bound before anything says it is serving: a taken port is one line."""
+    try:
+        return socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+    except OSError as e:
+        raise UserError(f"cannot listen on {host}:{port} ({os.strerror(e.errno) if e.errno else e})") from None
 
 
 def server_config(app: Starlette, host: str, port: int):

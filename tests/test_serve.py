@@ -27,7 +27,7 @@ from PIL import Image
 from starlette.testclient import TestClient
 
 from browser import serving
-from conftest import BLOCK_TENSORFLOW, ROOT, run_cli
+from conftest import BLOCK_TENSORFLOW, ROOT, messages, run_cli
 from edge import serve, workers
 from edge.errors import UserError
 from edge.metadata import bare_flatbuffer, load_metadata
@@ -252,6 +252,14 @@ def test_bad_model_or_missing_runtime_is_one_line_error(tmp_path, int8_model):
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 1 and "not a TFLite model" in result.stderr, result.stderr
     assert result.stderr.strip().count("\n") == 0
+
+
+def test_a_taken_port_is_one_line_error_before_serving_is_said(int8_model):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = run_cli("serve", str(int8_model), "--port", str(port), timeout=60, check=False)
+    assert result.returncode == 1 and "serving" not in result.stdout
+    assert messages(result.stderr) == [f"Error: cannot listen on 127.0.0.1:{port} (Address already in use)"]
 
 
 def test_every_refusal_is_the_same_json_shape(client, digit_png):
