@@ -11,6 +11,7 @@ import click
 
 from edge import cli as edge_cli
 from edge.cli import Cli, Finite, chosen_model, model_flag
+from edge.atomic import refuse_overwriting
 from edge.errors import UserError
 from edge.metadata import VARIANTS
 
@@ -26,7 +27,7 @@ def _quiet_tensorflow() -> None:
 
 @main.command()
 @click.option("--model", type=click.Choice(["lenet5", "lenet-plus"]), default="lenet-plus", show_default=True)
-@click.option("--epochs", type=click.IntRange(min=1), default=19, show_default=True)
+@click.option("--epochs", type=click.IntRange(1, 10_000), default=19, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True, help="Per replica.")
 @click.option("--lr", type=Finite(min=0, min_open=True), default=3e-3, show_default=True,
               help="Peak learning rate for a global batch of 128; scaled by sqrt(global batch / 128).")
@@ -37,7 +38,7 @@ def _quiet_tensorflow() -> None:
               show_default=True)
 @click.option("--devices", type=click.IntRange(min=1), default=1, show_default=True,
               help="Split the CPU into N logical devices (mirrored training without GPUs).")
-@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=1, show_default=True)
 @click.option("--styles", type=Finite(0, 1), default=0.0, show_default=True,
               help="Share of the 7s and 9s redrawn in styles MNIST lacks (crossed 7s, g-like and mirrored 9s): "
                    "better on European hands, MNIST about the same (README, Training).")
@@ -157,6 +158,10 @@ def explain(arguments: tuple[str, ...], model_flag: str | None, out: str | None)
         raise click.UsageError("give at most a model and one image")
     *given, image = arguments
     model = chosen_model(model_flag, *given)
+    path = Path(out) if out else Path(image).with_name(f"{Path(image).stem}_explained.png")
+    if path.suffix.lower() != ".png":  # so never the model (.tflite or .keras)
+        raise UserError(f"{path}: the drawing is a PNG; give a name ending in .png")
+    refuse_overwriting(path, {"the image being explained": Path(image)})
     _quiet_tensorflow()
     from digitcnn.evaluate import check_model_path
     from edge.labelled import frame
@@ -168,7 +173,6 @@ def explain(arguments: tuple[str, ...], model_flag: str | None, out: str | None)
     if pixels is None:
         raise UserError(f"{image}: no digit found")
     stages = explainer(model)(pixels)
-    path = Path(out) if out else Path(image).with_name(f"{Path(image).stem}_explained.png")
     write_png(draw(stages, f"{Path(model).name} reading {Path(image).name}"), path, dpi=80)
     probs = stages[-1].values
     click.echo(f"{int(probs.argmax())}  ({probs.max():.3f})  {path}")

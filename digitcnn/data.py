@@ -70,6 +70,8 @@ def load_mnist(path: str | os.PathLike | None = None, train: bool = True) -> Mni
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: no such file or folder (expected an MNIST .npz or a folder of IDX files)")
+    if not (path.is_dir() or path.is_file()):  # a pipe or a device would be read forever
+        raise UserError(f"{path}: not a regular file or folder (expected an MNIST .npz or a folder of IDX files)")
     data = _load_idx_folder(path, train) if path.is_dir() else _load_npz(path, train)
     for split in ("train", "test") if train else ("test",):
         _check_split(path, split, getattr(data, f"x_{split}"), getattr(data, f"y_{split}"))

@@ -41,6 +41,14 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
         raise
 
 
+def refuse_overwriting(out: Path, inputs: dict[str, Path]) -> None:
+    """UserError if `out` is one of the files the command reads (`inputs`: what each is, by path), so that
+    an output given by mistake never replaces what it was made from."""
+    for what, path in inputs.items():
+        if out.is_file() and Path(path).is_file() and out.samefile(path):
+            raise UserError(f"{out}: is {what}; write to another file")
+
+
 def write_json(path: str | Path, obj: Any) -> None:
     with atomic_write(path, "w") as f:
         json.dump(obj, f, indent=2, sort_keys=True)

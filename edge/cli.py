@@ -167,7 +167,7 @@ def camera(model: str, source: str, headless: bool, roi: float, max_frames: int 
 @click.command()
 @model_argument
 @threads_option
-@click.option("--seconds", type=Finite(min=0.1), default=2.0, show_default=True,
+@click.option("--seconds", type=Finite(0.1, 3600), default=2.0, show_default=True,
               help="Time spent on each measurement.")
 def bench(model: str, threads: int | None, seconds: float) -> None:
     """Latency percentiles at batch 1 and throughput at batch 256, as one JSON line."""

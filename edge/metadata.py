@@ -332,6 +332,8 @@ def load_metadata(model_path: str | Path) -> dict:
     if meta is None:
         sidecar = sidecar_path(path)
         where = str(sidecar)
+        if sidecar.exists() and (not sidecar.is_file() or sidecar.stat().st_size > MAX_METADATA_BYTES):
+            raise UserError(f"{sidecar}: not a metadata file (a regular file of at most {MAX_METADATA_BYTES:,} bytes)")
         try:
             text = sidecar.read_text()
         except FileNotFoundError:

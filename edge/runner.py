@@ -91,7 +91,10 @@ class DigitModel:
         self.adapter = Adapter(self.meta["adaptation"]) if "adaptation" in self.meta else None
         self.confidence = Confidence.of(self.meta)
         self._batch = shape[0]
-        self.interpreter.allocate_tensors()
+        try:  # damaged weights can pass every check above and fail only here (an XNNPACK zero point)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            raise UserError(f"{self.path}: not a usable TFLite model ({str(e).splitlines()[0]})") from None
 
     def outputs(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
         """uint8 white-on-black (n, 28, 28) MNIST-framed pixels -> the base model's outputs, as float32:

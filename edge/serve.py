@@ -162,7 +162,10 @@ def _same_origin(headers: Headers, scheme: str) -> bool:
     origin = headers.get("origin")
     if origin is None:
         return True
-    url = urlsplit(origin)
+    try:
+        url = urlsplit(origin)
+    except ValueError:  # "http://[::1": not a URL, so not this server's
+        return False
     mine = _host_port(headers.get("host", ""), scheme)
     return mine is not None and mine[0] != "" and _host_port(url.netloc, url.scheme) == mine
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.adapt import DIGITS, describe, fit, require_features, review
-from edge.atomic import atomic_write
+from edge.atomic import atomic_write, refuse_overwriting
 from edge.errors import UserError
 from edge.labelled import labelled_folder
 from edge.metadata import FEATURES, PROBABILITIES, embed_metadata
@@ -48,9 +48,7 @@ def check_output(out: Path, model_path: Path) -> None:
     one shipped with digitcnn, which answer as before; and named so that commands take it as a model."""
     if out.suffix.lower() != ".tflite":
         raise UserError(f"{out}: the adapted model's name must end in .tflite")
-    for model, what in ((model_path, "the model being taught"), (SHIPPED_MODEL, "the model shipped with digitcnn")):
-        if out.is_file() and model.is_file() and out.samefile(model):
-            raise UserError(f"{out}: is {what}; write the adapted model to another file")
+    refuse_overwriting(out, {"the model being taught": model_path, "the model shipped with digitcnn": SHIPPED_MODEL})
 
 
 def teach(samples: Path, model_path: Path, out: Path) -> Taught:

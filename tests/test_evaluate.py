@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import BLOCK_TENSORFLOW, ROOT, run_cli
+from conftest import BLOCK_TENSORFLOW, ROOT, messages, run_cli
 from edge.predict import predict_files
 from edge.runner import DigitModel
 
@@ -173,3 +173,17 @@ def test_bad_input_is_one_line_and_exit_1(args, message, int8_model, tmp_path):
     result = run_cli(*(a.format(**values) for a in args), check=False)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_explain_never_writes_over_what_it_reads(int8_model, tmp_path):
+    """`--out` given by mistake as the image or the model (or not a .png) is refused before any work."""
+    image = tmp_path / "seven.png"
+    Image.new("L", (60, 60), 0).save(image)
+    model = tmp_path / "model.tflite"
+    model.write_bytes(int8_model.read_bytes())
+    for out, message in ((image, "is the image being explained"), (model, "give a name ending in .png"),
+                         (tmp_path / "why.jpg", "give a name ending in .png")):
+        before = out.read_bytes() if out.exists() else None
+        result = run_cli("explain", str(model), str(image), "--out", str(out), check=False)
+        assert result.returncode == 1 and messages(result.stderr)[-1].startswith(f"Error: {out}: "), result.stderr
+        assert message in result.stderr and (out.read_bytes() if out.exists() else None) == before

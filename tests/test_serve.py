@@ -289,6 +289,7 @@ def test_every_refusal_is_the_same_json_shape(client, digit_png):
     ("192.168.1.20:8000", "http://192.168.1.20:8001", 403),
     ("192.168.1.20:8000", "null", 403),  # sandboxed frames, file: pages
     ("", "http://192.168.1.20:8000", 403),
+    ("192.168.1.20:8000", "http://[::1", 403),  # not a URL at all (urlsplit raises)
 ])
 def test_posts_from_other_sites_are_refused(client, digit_png, host, origin, status):
     headers = {"host": host, **({"origin": origin} if origin else {})}
