@@ -11,7 +11,6 @@ import click
 
 from edge import cli as edge_cli
 from edge.cli import Cli, Finite, chosen_model, model_flag
-from edge.atomic import refuse_overwriting
 from edge.errors import UserError
 from edge.metadata import VARIANTS
 
@@ -153,6 +152,8 @@ def explain(arguments: tuple[str, ...], model_flag: str | None, out: str | None)
     """Draw how the network reads one image, layer by layer, from the pixels to the answer (MODEL: a .tflite or
     .keras file; default: the shipped one)."""
     from pathlib import Path
+
+    from edge.atomic import refuse_overwriting
 
     if len(arguments) > 2:
         raise click.UsageError("give at most a model and one image")
