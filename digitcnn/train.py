@@ -264,11 +264,12 @@ def _check_same_run(run_dir: Path, cfg: TrainConfig, write: bool) -> None:
     """Refuse to resume a run directory made with other settings, rather than mixing two runs."""
     wanted = {k: v for k, v in dataclasses.asdict(cfg).items() if k in RUN_IDENTITY}
     path = run_dir / "config.json"
-    if path.exists():
-        try:
-            saved = json.loads(path.read_text())
-        except (json.JSONDecodeError, OSError) as e:
-            raise UserError(f"{path}: unreadable ({e}); remove the run directory or pick another --out") from None
+    try:
+        text = _run_file(path)
+        saved = None if text is None else json.loads(text)
+    except (json.JSONDecodeError, OSError) as e:
+        raise UserError(f"{path}: unreadable ({e}); remove the run directory or pick another --out") from None
+    if saved is not None:
         changed = [k for k in RUN_IDENTITY if saved.get(k) != wanted[k]]
         if changed:
             diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {wanted[k]!r}" for k in changed)
@@ -277,7 +278,16 @@ def _check_same_run(run_dir: Path, cfg: TrainConfig, write: bool) -> None:
         write_json(path, wanted)
 
 
+def _run_file(path: Path) -> str | None:
+    """A run file's text, or None if there is none; a pipe or a device there is refused, not read forever."""
+    if not path.exists():
+        return None
+    if not path.is_file():
+        raise UserError(f"{path}: not a regular file; remove it or pick another --out")
+    return path.read_text()
+
+
 def _read_history(run_dir: Path) -> list[dict]:
-    path = run_dir / "history.json"
-    return json.loads(path.read_text()) if path.exists() else []
+    text = _run_file(run_dir / "history.json")
+    return [] if text is None else json.loads(text)
 

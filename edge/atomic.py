@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
@@ -12,15 +13,21 @@ from typing import IO, Any, Iterator
 from edge.errors import UserError
 
 
+def check_target(path: Path) -> None:
+    """UserError unless `path` is new or a regular file: renaming over a device, a pipe or a symlink
+    would swap it for a plain file (`--out /dev/null` run as root). Writers of several files check
+    them all before writing any."""
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise UserError(f"{path}: exists and is not a regular file; give a file name to write")
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
     """Yield a temporary file beside `path`; rename it over `path` only if the block succeeds.
 
-    Only a regular file is ever replaced: renaming over a device, a pipe or a folder's entry would
-    swap it for a plain file (`--out /dev/null` run as root)."""
+    Only a regular file is ever replaced (`check_target`), and it keeps its permissions."""
     path = Path(path)
-    if path.is_symlink() or (path.exists() and not path.is_file()):
-        raise UserError(f"{path}: exists and is not a regular file; give a file name to write")
+    check_target(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -28,7 +35,8 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
         raise UserError(f"{path}: cannot write there ({e.strerror})") from None
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the final file should look like any other
+    # mkstemp makes 0600: a new file should look like any other, a replaced one as it was.
+    os.chmod(tmp, stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o666 & ~umask)
     try:
         with os.fdopen(fd, mode) as f:
             yield f

@@ -12,7 +12,7 @@ import numpy as np
 
 from digitcnn.data import Mnist, load_mnist
 from edge.adapt import feature_statistics
-from edge.atomic import atomic_write, write_json
+from edge.atomic import atomic_write, check_target, write_json
 from edge.confidence import THRESHOLD, fit_temperature
 from edge.metadata import build_metadata, embed_metadata, model_input, sidecar_path
 from export.calibration import representative_images
@@ -91,6 +91,8 @@ def _finish(variant: str, flatbuffer: bytes, source: Source, mnist: Mnist, keras
                           flatbuffer=flatbuffer)
     tflite = embed_metadata(flatbuffer, meta)
     latency = latency_per_image(tflite, one_image)  # timed on the final file, which proves it loads and runs
+    for target in (path, sidecar_path(path)):  # both writable, or neither written
+        check_target(target)
     with atomic_write(path) as f:
         f.write(tflite)
     write_json(sidecar_path(path), meta)

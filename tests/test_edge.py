@@ -6,6 +6,7 @@ import io
 import json
 import os
 import select
+import stat
 import subprocess
 import sys
 import threading
@@ -22,6 +23,7 @@ from PIL import Image, ImageFilter
 from conftest import BLOCK_TENSORFLOW, ROOT, messages, run_cli
 from edge import camera, predict
 from edge import metadata as md
+from edge.atomic import atomic_write
 from edge.cli import main as edge_main
 from edge.errors import UserError
 from edge.predict import predict_files
@@ -296,6 +298,19 @@ def test_seeds_and_epochs_out_of_range_are_usage_errors(tmp_path):
         result = run_cli("train", option, value, "--out", str(tmp_path / "run"), timeout=60, check=False)
         assert result.returncode == 2 and "is not in the range" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_replaced_file_keeps_its_permissions(tmp_path):
+    private, new = tmp_path / "private.tflite", tmp_path / "new.tflite"
+    private.write_bytes(b"old")
+    private.chmod(0o600)
+    for path in (private, new):
+        with atomic_write(path) as f:
+            f.write(b"new")
+    assert private.read_bytes() == b"new" and stat.S_IMODE(private.stat().st_mode) == 0o600
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(new.stat().st_mode) == 0o666 & ~umask
 
 
 def test_a_full_disk_under_the_output_is_one_error_line(png_folders):

@@ -285,3 +285,15 @@ def test_bad_model_is_a_one_line_error(small_run, tmp_path, case, message):
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert result.returncode == 1 and "Traceback" not in result.stderr and result.stdout == ""
     assert len(errors) == 1 and errors[0] == result.stderr.strip().splitlines()[-1] and message in errors[0]
+
+
+def test_export_writes_both_files_or_neither(small_run, tmp_path):
+    """A sidecar path that cannot be written (a symlink) is found before the model is written beside it."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model_int8.json").symlink_to(tmp_path / "elsewhere.json")
+    result = run_cli("export", str(small_run), "--quantize", "int8", "--max-drop", "5", "--out", str(out), check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (f"Error: {out / 'model_int8.json'}: exists and is not a regular "
+                                                      "file; give a file name to write")
+    assert not (out / "model_int8.tflite").exists() and not (tmp_path / "elsewhere.json").exists()

@@ -148,6 +148,16 @@ def test_rerun_with_other_settings_is_refused(small_run, mnist_npz):
     assert "holds a run with other settings (epochs: 2 -> 3)" in result.stderr
 
 
+def test_a_run_file_that_is_a_pipe_is_refused_not_read_forever(tmp_path, mnist_npz):
+    (tmp_path / "run").mkdir()
+    os.mkfifo(tmp_path / "run" / "config.json")
+    result = run_cli("train", "--subset", "600", "--epochs", "1", "--data", str(mnist_npz), "--out",
+                     str(tmp_path / "run"), timeout=120, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == f"Error: {tmp_path / 'run' / 'config.json'}: not a regular file; " \
+                                                     "remove it or pick another --out"
+
+
 def test_mixed_precision_trains_with_float32_weights(tmp_path, mnist_npz):
     import keras
 
