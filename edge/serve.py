@@ -291,6 +291,8 @@ def create_app(model_path: str | Path, *, web: Path = WEB, node_modules: Path = 
 
 def listen(host: str, port: int) -> socket.socket:
     """The server's socket, bound before anything says it is serving: a taken port is one line."""
+    if not host.strip():  # "" would mean every interface, said as http://:8000
+        raise UserError("--host is empty: give an address (127.0.0.1 for this machine, 0.0.0.0 for the network)")
     try:
         return socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
     except OSError as e:

@@ -254,12 +254,14 @@ def test_bad_model_or_missing_runtime_is_one_line_error(tmp_path, int8_model):
     assert result.stderr.strip().count("\n") == 0
 
 
-def test_a_taken_port_is_one_line_error_before_serving_is_said(int8_model):
+def test_an_address_it_cannot_serve_on_is_one_line_before_serving_is_said(int8_model):
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         result = run_cli("serve", str(int8_model), "--port", str(port), timeout=60, check=False)
     assert result.returncode == 1 and "serving" not in result.stdout
     assert messages(result.stderr) == [f"Error: cannot listen on 127.0.0.1:{port} (Address already in use)"]
+    result = run_cli("serve", str(int8_model), "--host", "", timeout=60, check=False)
+    assert result.returncode == 1 and messages(result.stderr)[-1].startswith("Error: --host is empty")
 
 
 def test_every_refusal_is_the_same_json_shape(client, digit_png):
