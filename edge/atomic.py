@@ -53,7 +53,7 @@ def refuse_overwriting(out: Path, inputs: dict[str, Path]) -> None:
     """UserError if `out` is one of the files the command reads (`inputs`: what each is, by path), so that
     an output given by mistake never replaces what it was made from."""
     for what, path in inputs.items():
-        if out.is_file() and Path(path).is_file() and out.samefile(path):
+        if out.is_file() and path.is_file() and out.samefile(path):
             raise UserError(f"{out}: is {what}; write to another file")
 
 
@@ -67,6 +67,7 @@ def write_json(path: str | Path, obj: Any) -> None:
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path for libraries that insist on writing by name (Keras, matplotlib)."""
     path = Path(path)
+    check_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     try:

@@ -23,7 +23,7 @@ from PIL import Image, ImageFilter
 from conftest import BLOCK_TENSORFLOW, ROOT, messages, run_cli
 from edge import camera, predict
 from edge import metadata as md
-from edge.atomic import atomic_write
+from edge.atomic import atomic_path, atomic_write
 from edge.cli import main as edge_main
 from edge.errors import UserError
 from edge.predict import predict_files
@@ -311,6 +311,15 @@ def test_a_replaced_file_keeps_its_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(new.stat().st_mode) == 0o666 & ~umask
+
+
+def test_writing_by_name_refuses_a_pipe_too(tmp_path):
+    """atomic_path (Keras and matplotlib write by name) checks its target as atomic_write does."""
+    os.mkfifo(tmp_path / "model.keras")
+    with pytest.raises(UserError, match="model.keras: exists and is not a regular file"):
+        with atomic_path(tmp_path / "model.keras"):
+            pass
+    assert (tmp_path / "model.keras").is_fifo()
 
 
 def test_a_full_disk_under_the_output_is_one_error_line(png_folders):

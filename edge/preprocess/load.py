@@ -19,8 +19,8 @@ from edge.errors import UserError
 
 DECODE_BUDGET = 48 * 2**20
 """Bytes a decoded image may hold, from its header: width x height x Pillow's bytes per pixel, plus
-the pointer Pillow keeps per row (JPEGs at their drafted size). 48 MiB takes a 12 MP photo in any format (4032x3024 RGB: 46.5 MiB, as Pillow
-keeps RGB in 4 bytes) and refuses a 16-bit 8000x8000 PNG (122 MiB); two decodes at once then add
+the pointer Pillow keeps per row (JPEGs at their drafted size). 48 MiB takes a 12 MP photo in any
+format (4032x3024 RGB: 46.5 MiB, as Pillow keeps RGB in 4 bytes) and refuses a 16-bit 8000x8000 PNG (122 MiB); two decodes at once then add
 about 120 MiB to a server's 60 MiB."""
 MAX_PIXELS = 2**28
 """Pillow's own bomb guard, behind the budget (pixels any header may claim): a 200 MP phone's JPEG
