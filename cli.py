@@ -5,7 +5,7 @@ TensorFlow is imported inside the commands that need it, so the edge commands st
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 
 import click
 
@@ -20,8 +20,14 @@ def main() -> None:
     """Handwritten digits from training to a $50 board."""
 
 
-def _quiet_tensorflow() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def _import_tensorflow(*models: str | Path) -> None:
+    """Import TensorFlow now, without its no-GPU noise (digitcnn/quiet.py), for a command that needs it: training,
+    export, or reading .keras models (with only .tflite models given, nothing)."""
+    if models and not any(Path(m).suffix == ".keras" for m in models):
+        return
+    from digitcnn.quiet import import_tensorflow
+
+    import_tensorflow()
 
 
 @main.command()
@@ -45,7 +51,7 @@ def _quiet_tensorflow() -> None:
 @click.option("--mixed-precision", is_flag=True, help="float16 compute (GPUs only).")
 def train(**options) -> None:
     """Train a model; rerunning the same command resumes the run from its last epoch."""
-    _quiet_tensorflow()
+    _import_tensorflow()
     from digitcnn.train import TrainConfig, train as run_training
 
     styles = options.pop("styles")
@@ -75,7 +81,7 @@ def train(**options) -> None:
 @click.option("--data", type=click.Path(), help="MNIST .npz or IDX folder (default: $DIGITCNN_DATA, else download).")
 def export(source: str, quantize: str, out: str | None, max_drop: float, data: str | None) -> None:
     """Convert a trained run into verified, self-describing model_<variant>.tflite (+ .json) files."""
-    _quiet_tensorflow()
+    _import_tensorflow()
     from export.pipeline import export_run
 
     variants = list(VARIANTS) if quantize == "all" else [quantize]
@@ -116,13 +122,13 @@ def evaluate(models: tuple[str, ...], flagged: tuple[str, ...], data: str | None
     plots and report.html."""
     import json
 
-    _quiet_tensorflow()
     from digitcnn.evaluate import (check_model_path, evaluate as score, is_image_folder, load_labelled,
                                    mnist_test, open_model)
     from digitcnn.report import default_report_dir, headline_lines, model_names, write_report
     from digitcnn.robustness import robustness_table
 
     paths = [check_model_path(m) for m in (models + flagged or (chosen_model(),))]  # before any slow loading
+    _import_tensorflow(*paths)
     labelled = load_labelled(data, limit)
     if labelled.skipped:
         click.echo(f"{len(labelled.skipped)} files left out of {data}:", err=True)
@@ -151,8 +157,6 @@ def evaluate(models: tuple[str, ...], flagged: tuple[str, ...], data: str | None
 def explain(arguments: tuple[str, ...], model_flag: str | None, out: str | None) -> None:
     """Draw how the network reads one image, layer by layer, from the pixels to the answer (MODEL: a .tflite or
     .keras file; default: the shipped one)."""
-    from pathlib import Path
-
     from edge.atomic import refuse_overwriting
 
     if len(arguments) > 2:
@@ -163,7 +167,7 @@ def explain(arguments: tuple[str, ...], model_flag: str | None, out: str | None)
     if path.suffix.lower() != ".png":  # so never the model (.tflite or .keras)
         raise UserError(f"{path}: the drawing is a PNG; give a name ending in .png")
     refuse_overwriting(path, {"the image being explained": Path(image)})
-    _quiet_tensorflow()
+    _import_tensorflow(model)
     from digitcnn.evaluate import check_model_path
     from edge.labelled import frame
     from digitcnn.explain import draw, explainer

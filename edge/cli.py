@@ -55,8 +55,6 @@ class Cli(click.Group):
 
 
 def _describe(answer: dict) -> str:
-    if "error" in answer:
-        return f"error: {answer['error']}"
     if "number" in answer:
         return answer["number"].replace("\n", " / ") or "no digits"
     if answer["digit"] is None:
@@ -133,7 +131,9 @@ def predict(model: str, inputs: tuple[str, ...], as_json: bool, multi: bool, thr
         failed += "error" in answer
         if as_json:
             click.echo(json.dumps(answer))
-        elif len(files) == 1 and "error" not in answer:
+        elif "error" in answer:  # its message names the file already
+            click.echo(answer["error"])
+        elif len(files) == 1:
             click.echo(_describe(answer))
         else:
             click.echo(f"{answer['file']}: {_describe(answer)}")

@@ -45,7 +45,8 @@ def _is_dir(path: Path) -> bool:
 
 def predict_files(model: DigitModel, files: Iterable[Path | dict], *, threshold: float | None = None,
                   top_k: int = 3, multi: bool = False) -> Iterator[dict]:
-    """Yield `{"file", "digit", "confidence", "top"}` (or `{"file", "error"}`) per file, in order.
+    """Yield `{"file", "digit", "confidence", "top"}` (or `{"file", "error"}`, the error naming the file) per file,
+    in order.
 
     Each answer is yielded as soon as its image is read, so `predict DIR | head -1` waits for one
     image and Ctrl-C loses nothing already finished. An exception nobody foresaw (a MemoryError, a

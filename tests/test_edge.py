@@ -601,3 +601,14 @@ def test_random_bytes_and_images_never_escape(loaded_model, tmp_path, data):
     assert list(probabilities) == sorted(probabilities, reverse=True) and all(0 <= p <= 1 for p in probabilities)
     assert probabilities[0] == answer["confidence"]
     assert answer["digit"] == (digits[0] if answer["confidence"] >= 0.5 else None)  # the default threshold
+
+
+def test_an_error_line_names_its_file_once(tmp_path):
+    """It used to say `bad.png: error: bad.png: ...`: the CLI prefixed a message that already names the file."""
+    bad, missing = tmp_path / "bad.png", tmp_path / "missing.png"
+    bad.write_text("not an image")
+    lines = {f"{bad}: not a PNG, JPEG, WEBP, GIF, BMP or TIFF image", f"{missing}: no such file"}
+    for inputs in ([bad], [bad, missing]):
+        result = CliRunner().invoke(edge_main, ["predict", str(SHIPPED_MODEL), *map(str, inputs)])
+        assert result.exit_code == 1 and set(result.stdout.splitlines()) <= lines
+        assert len(result.stdout.splitlines()) == len(inputs)
