@@ -46,7 +46,7 @@ def _import_tensorflow(*models: str | Path) -> None:
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=1, show_default=True)
 @click.option("--styles", type=Finite(0, 1), default=0.0, show_default=True,
               help="Share of the 7s and 9s redrawn in styles MNIST lacks (crossed 7s, g-like and mirrored 9s): "
-                   "better on European hands, MNIST about the same (README, Training).")
+                   "better on European hands, MNIST about the same (docs/train.md).")
 @click.option("--subset", type=click.IntRange(min=2), help="Train on the first N training images (smoke tests).")
 @click.option("--mixed-precision", is_flag=True, help="float16 compute (GPUs only).")
 def train(**options) -> None:

@@ -9,7 +9,7 @@ Slant and width vary more than MNIST's own, because other people's handwriting d
 Semeion), but only until the last `settle_epochs`, which warp them half as much: the network ends on
 digits shaped like MNIST's. With 19 epochs on lenet-plus, 6 of them settling, MNIST (three-seed
 mean) stays over 99.6% and Semeion over 93%; a light warp throughout cost Semeion a point, a strong
-one MNIST a few hundredths too many (README, Benchmarks).
+one MNIST a few hundredths too many (docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ def lenet_plus(synchronized: bool = False) -> keras.Model:
     C1 and S2 are one 5x5 convolution with stride 2 (32 maps, 14x14), then come two 3x3 convolutions
     of 64 maps around a max pooling, 64 units and 10 logits: about 123k parameters (under 150 KB as
     int8) and 3.4 M multiply-adds per image, a third of the earlier pairs of 3x3 convolutions at full
-    resolution, which took twice as long to train for the same accuracy (README, Training).
+    resolution, which took twice as long to train for the same accuracy (docs/train.md).
     """
     return keras.Sequential(
         [

@@ -2,7 +2,7 @@
 
 MNIST's writers were American. Elsewhere a 7 is crossed, and a 9's tail curls left under its head as
 in a "g", or its stem leaves the loop on the left: an MNIST model reads these as 4 or 2, and as 3 or 8
-(Semeion's Italian writers; README, Evaluate). Here a stroke of the digit's own width is drawn onto
+(Semeion's Italian writers; docs/benchmarks.md, Evaluate). Here a stroke of the digit's own width is drawn onto
 MNIST's own 7s and 9s (or the 9 mirrored), and the digit moved to MNIST's centre of mass, never
 resampled: resampling softens a digit, and a network taught on softer styled digits reads blurred
 digits as them. So the network learns the style with every other trait of the digit left as its
@@ -11,7 +11,7 @@ writer made it.
 Deterministic (numpy's generator seeded by the run's seed) and done once per run, in numpy and
 Pillow, before the random warps of `digitcnn/augment.py`, which then apply to these digits as well.
 Off by default (`Augmentation.styles`, `train --styles`): a share of 0.3 takes Semeion up about one
-and a half points and costs MNIST up to 0.04 (README, Training). Continental 1s (a long up-stroke
+and a half points and costs MNIST up to 0.04 (docs/benchmarks.md). Continental 1s (a long up-stroke
 into the top) were drawn too and dropped: such a 1 is a 7 turned by 30 degrees, and the network
 then read turned 7s as 1s.
 """

@@ -15,7 +15,8 @@ NOISE = [
     "not be used.\n",
     "E0000 00:00:1796303863.036736    5071 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: Failed "
     "call to cuInit: UNKNOWN ERROR (303)\n",
-    "W0000 00:00:1796303986.549180    6779 dataset.cc:997] Input of GeneratorDatasetOp::Dataset will not be optimized\n",
+    "W0000 00:00:1796303986.549180    6779 dataset.cc:997] Input of GeneratorDatasetOp::Dataset will not be "
+    "optimized\n",
 ]
 REAL = "E0000 00:00:1796303863.036736    5071 some_kernel.cc:12] out of memory\n"
 
