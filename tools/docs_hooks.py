@@ -2,9 +2,15 @@
 
 `mkdocs build` runs as a console script, whose import path starts at its bin folder, not at the
 repository: without this, mkdocs-click would import whichever cli an install put on the path, or none.
+(MkDocs restores sys.path after loading a hook, so the path is set when the build starts.)
 """
 
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+def on_config(config):
+    root = str(Path(config.config_file_path).resolve().parent)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    return config
