@@ -75,7 +75,7 @@ class InsideView {
     this.filter = 0;
     this.position = 0;  // index into the first map (y * width + x) under the flashlight
     this.timer = null;
-    this.state = window.digitcnn.inside = {ready: false, animating: false, updates: 0};
+    this.state = window.digitcnn.inside = {ready: false, animating: false, updateMs: []};
     this.motion = matchMedia('(prefers-reduced-motion: reduce)');
     this.build();
     this.motion.addEventListener('change', () => this.animate());
@@ -214,8 +214,7 @@ class InsideView {
     this.stored = this.stages.stored(raw);
     this.base = await model.run(pixels);
     this.render();
-    this.state.updates += 1;
-    this.state.updateMs = performance.now() - started;
+    this.state.updateMs.push(performance.now() - started);  // last: a new entry means the view is complete
   }
 
   /** Everything that depends on the reading; `draw` the flashlight part. */
