@@ -32,11 +32,15 @@ function paint(canvas, values, h, w, signed) {
   let top = 0;
   for (const v of values) top = Math.max(top, Math.abs(v));
   top ||= 1;
+  const data = image.data;
   values.forEach((v, i) => {
     const a = Math.abs(v) / top;
-    const rgb = signed ? (v >= 0 ? [255, 255 * (1 - a), 255 * (1 - a)] : [255 * (1 - a), 255 * (1 - a), 255])
+    const [r, g, b] = signed ? (v >= 0 ? [255, 255 * (1 - a), 255 * (1 - a)] : [255 * (1 - a), 255 * (1 - a), 255])
       : [255 * Math.min(1, 2 * a), 255 * Math.max(0, 2 * a - 1) * 0.85, 40 * a];
-    image.data.set([...rgb, Number.isNaN(v) ? 0 : 255], 4 * i);
+    data[4 * i] = r;
+    data[4 * i + 1] = g;
+    data[4 * i + 2] = b;
+    data[4 * i + 3] = Number.isNaN(v) ? 0 : 255;
   });
   context.putImageData(image, 0, 0);
 }
@@ -212,7 +216,6 @@ class InsideView {
     const raw = await model.stages(pixels);
     this.runMs = performance.now() - ran;
     this.stored = this.stages.stored(raw);
-    this.base = await model.run(pixels);
     this.render();
     this.state.updateMs.push(performance.now() - started);  // last: a new entry means the view is complete
   }
@@ -232,16 +235,19 @@ class InsideView {
     this.showCell(...(this.cellAt ?? [14, 14]));
     const sobelValues = sobel(reading.pixels);
     paint(this.sobel, sobelValues, SIDE, SIDE, true);
-    this.layers.replaceChildren();
+    const maps = stages.specs.filter((s) => s.shape.length === 4);
+    if (this.layers.children.length !== maps.length) {
+      this.layers.replaceChildren(...maps.map(() => el('figure', {}, [el('canvas', {role: 'img'}), el('figcaption')])));
+    }
     let conv = 0;
-    for (const spec of stages.specs.filter((s) => s.shape.length === 4)) {
+    maps.forEach((spec, i) => {
       const [, h, w, c] = spec.shape;
-      const canvas = el('canvas', {role: 'img'});
-      paint(canvas, ...mosaic(stored[spec.name], h, w, c, (q) => stages.real(spec.name, q)).slice(0, 3), false);
+      const [canvas, figcaption] = this.layers.children[i].children;
+      paint(canvas, ...mosaic(stored[spec.name], h, w, c, (q) => stages.real(spec.name, q)), false);
       const caption = t(`inside.layers.${spec.kind}`, {n: spec.kind === 'conv' ? ++conv : 0, maps: c, h, w});
       canvas.setAttribute('aria-label', caption);
-      this.layers.append(el('figure', {}, [canvas, el('figcaption', {}, [caption])]));
-    }
+      figcaption.textContent = caption;
+    });
     const pool = this.poolShown();
     this.pool.replaceChildren(...pool.block.map((q, i) => el('span', {className: q === pool.kept && i === pool.block.indexOf(pool.kept) ? 'kept' : ''},
       [fixed(stages.real(pool.source, q), 2)])));
@@ -298,8 +304,14 @@ class InsideView {
       translate(this.teach);
       return null;
     }
-    const base = calibrate(this.base.probabilities, temperature);
-    const adapted = calibrate(apply(teacher.adaptation, this.base.probabilities, this.base.features), temperature);
+    // The model's own outputs, from the stages: `features` and `probabilities` are stage outputs too.
+    const real = (kind) => {
+      const spec = this.stages.specs.find((s) => s.output === kind);
+      return Float32Array.from(this.stored[spec.name], (q) => this.stages.real(spec.name, q));
+    };
+    const probabilities = real('probabilities');
+    const base = calibrate(probabilities, temperature);
+    const adapted = calibrate(apply(teacher.adaptation, probabilities, real('features')), temperature);
     const column = (key, probabilities) => {
       const list = el('ol', {className: 'chances'});
       bars(list, probabilities, argmax(probabilities));
@@ -321,10 +333,8 @@ class InsideView {
     const [kh, kw] = spec.kernel;
     this.light.width = this.light.height = SIDE * ZOOM;
     const context = this.light.getContext('2d');
-    const small = el('canvas');
-    paint(small, reading.pixels, SIDE, SIDE, false);
     context.imageSmoothingEnabled = false;
-    context.drawImage(small, 0, 0, SIDE * ZOOM, SIDE * ZOOM);
+    context.drawImage(this.matrix, 0, 0, SIDE * ZOOM, SIDE * ZOOM);  // the digit, as stage 1 painted it
     context.strokeStyle = '#4cf';
     context.lineWidth = 3;
     const top = Math.floor(Math.max((oh - 1) * spec.stride[0] + kh - SIDE, 0) / 2) * (spec.padding === 'same');
