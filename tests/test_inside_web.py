@@ -7,14 +7,18 @@ DIGITCNN_REQUIRE_BROWSER=1.
 from __future__ import annotations
 
 import re
+import zipfile
 
 import numpy as np
 import pytest
 
 from browser import PHONE, ROOT, STROKES, chromium, draw, REQUIRED, missing, serving, wait_ready, wait_until
+from conftest import run_cli
 from edge.inside import Inside
 from edge.runner import DigitModel
 from edge.shipped import SHIPPED_MODEL
+from strokes import ORDINARY
+from test_teach_web import teach
 
 REASON = missing()
 pytestmark = pytest.mark.skipif(bool(REASON) and not REQUIRED, reason=str(REASON))
@@ -156,3 +160,30 @@ def test_in_chinese_every_string_is_translated_and_inside_reads_chinese(browser,
         assert page.evaluate("document.documentElement.lang") == "en"
     finally:
         page.context.close()
+
+
+def test_after_teach_stage_6_shows_teachs_adapted_model(browser, site, tmp_path):
+    """Teach in the page, teach the exported samples in Python: Inside's adapted outputs are Python's."""
+    context = browser.new_context(**PHONE, accept_downloads=True)
+    try:
+        page = context.new_page()
+        page.goto(site)
+        wait_ready(page)
+        teach(page, ORDINARY)
+        with page.expect_download() as download:
+            page.click("#export")
+        with zipfile.ZipFile(download.value.path()) as zf:
+            zf.extractall(tmp_path / "samples")
+        draw(page, STROKES[7])
+        page.click("#inside-open")
+        wait_until(page, "window.digitcnn.inside.ready && window.digitcnn.inside.adapted !== null")
+        shown = page.evaluate("window.digitcnn.inside")
+        taught = tmp_path / "taught.tflite"
+        run_cli("teach", str(tmp_path / "samples"), "--model", str(SHIPPED_MODEL), "--out", str(taught))
+        pixels = np.array(shown["pixels"], np.uint8).reshape(1, 28, 28)
+        assert np.allclose(shown["adapted"]["adapted"], DigitModel(taught).probabilities(pixels)[0], atol=1e-6)
+        assert np.allclose(shown["adapted"]["base"], DigitModel(SHIPPED_MODEL).probabilities(pixels)[0], atol=1e-6)
+        answer = page.evaluate("window.digitcnn.answer")  # the page answers with the adapted model
+        assert int(np.argmax(shown["adapted"]["adapted"])) == answer["digit"]
+    finally:
+        context.close()
