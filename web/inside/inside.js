@@ -80,6 +80,7 @@ class InsideView {
     this.position = 0;  // index into the first map (y * width + x) under the flashlight
     this.timer = null;
     this.state = window.digitcnn.inside = {ready: false, animating: false, updateMs: []};
+    this.scratch = el('canvas');  // the first map at its own size, before it is zoomed
     this.motion = matchMedia('(prefers-reduced-motion: reduce)');
     this.build();
     this.motion.addEventListener('change', () => this.animate());
@@ -117,7 +118,11 @@ class InsideView {
       fact('int8', $('int8', el('p')), $('size', el('p'))),
       fact('gpu', $('gpu', el('ul')), $('gpuTotal', el('p'))),
     );
-    this.picker.addEventListener('input', () => { this.filter = Number(this.picker.value); this.draw(); });
+    this.picker.addEventListener('input', () => {
+      this.filter = Number(this.picker.value);
+      this.settle();
+      this.draw();
+    });
     this.play.addEventListener('click', () => { this.paused = !this.paused; this.animate(); });
     const pick = (canvas, side) => (e) => {
       const box = canvas.getBoundingClientRect();
@@ -151,10 +156,18 @@ class InsideView {
 
   /** The flashlight stops at output (y, x): a tap or a key chose it. */
   choose(y, x) {
-    this.paused = true;
+    this.paused = this.chosen = true;
     this.position = y * this.stages.first.shape[2] + x;
     this.animate();
     this.draw();
+  }
+
+  /** A light that is not moving, and not placed by the reader, rests where its filter responds most. */
+  settle() {
+    if (this.timer || this.chosen || !this.stored) return;
+    const {name, shape: [, , , channels]} = this.stages.first;
+    const map = this.stored[name].filter((_, i) => i % channels === this.filter);
+    this.position = argmax(map);
   }
 
   showCell(y, x) {
@@ -283,6 +296,7 @@ class InsideView {
       stages: Object.fromEntries(Object.entries(stored).map(([name, q]) => [name, Array.from(q)])),
       sobel: Array.from(sobelValues), pool, multiplyAdds: macs, adapted,
     });
+    this.settle();
     this.draw();
   }
 
@@ -344,7 +358,14 @@ class InsideView {
     paint(this.kernel, stages.filter(this.filter).flat(), kh, kw, true);
     this.kernel.setAttribute('aria-label', t('inside.filter.weights', {n: this.filter + 1}));
     const map = Float32Array.from({length: oh * ow}, (_, i) => stages.real(spec.name, stored[spec.name][i * channels + this.filter]));
-    paint(this.map, map, oh, ow, false);
+    paint(this.scratch, map, oh, ow, false);
+    this.map.width = this.map.height = SIDE * ZOOM;
+    const mapContext = this.map.getContext('2d');
+    mapContext.imageSmoothingEnabled = false;
+    mapContext.drawImage(this.scratch, 0, 0, SIDE * ZOOM, SIDE * ZOOM);
+    mapContext.strokeStyle = '#4cf';
+    mapContext.lineWidth = 3;
+    mapContext.strokeRect(x * SIDE * ZOOM / ow, y * SIDE * ZOOM / oh, SIDE * ZOOM / ow, SIDE * ZOOM / oh);
     this.map.setAttribute('aria-label', t('inside.filter.map', {n: this.filter + 1, h: oh, w: ow}));
     const sum = stages.arithmetic(reading.pixels, stored, y, x, this.filter);
     const table = el('table', {}, [el('caption', {}, [t('inside.filter.products')]),
