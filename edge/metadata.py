@@ -156,7 +156,8 @@ def _stage_fields(i: int, kind: str) -> tuple[tuple[str, Callable[[Any], bool], 
               (f"{at}.dtype", lambda v: v in TENSOR_DTYPES, f"one of {', '.join(TENSOR_DTYPES)}"),
               (f"{at}.input_tensor", lambda v: _int(v) and v >= 0, "a tensor index")]
     if kind in ("conv", "dense"):
-        fields += [(f"{at}.{t}", lambda v: _int(v) and v >= 0, "a tensor index") for t in ("weights_tensor", "bias_tensor")]
+        fields += [(f"{at}.{t}", lambda v: _int(v) and v >= 0, "a tensor index")
+                   for t in ("weights_tensor", "bias_tensor")]
         fields.append((f"{at}.activation", lambda v: v in ("none", "relu", "relu6"), "none, relu or relu6"))
     if kind in ("conv", "max_pool"):
         fields += [(f"{at}.kernel", pairs, "2 positive integers"), (f"{at}.stride", pairs, "2 positive integers"),

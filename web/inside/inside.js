@@ -5,7 +5,7 @@ import {addStrings, LOCALES, locale, setLocale, t, translate} from '../i18n.js';
 import {apply} from '../adapt.js';
 import {calibrate, rule} from '../confidence.js';
 import strings from '../strings/inside.js';
-import {poolBlock, sobel, SOBEL, Stages} from './stages.js';
+import {poolBlock, sobel, Stages} from './stages.js';
 
 addStrings(strings);
 
@@ -131,12 +131,14 @@ class InsideView {
     };
     this.matrix.addEventListener('pointermove', (e) => { this.showCell(...pick(this.matrix, SIDE)(e)); });
     this.matrix.addEventListener('pointerdown', (e) => { this.showCell(...pick(this.matrix, SIDE)(e)); });
-    this.matrix.addEventListener('keydown', (e) => this.arrows(e, SIDE, this.cellAt ?? [0, 0], (y, x) => this.showCell(y, x)));
+    this.matrix.addEventListener('keydown',
+      (e) => this.arrows(e, SIDE, this.cellAt ?? [0, 0], (y, x) => this.showCell(y, x)));
     for (const canvas of [this.map, this.light]) {
       canvas.addEventListener('pointerdown', (e) => {
         const [, oh, ow] = this.stages?.first.shape ?? [0, 1, 1];
         const [y, x] = pick(canvas, canvas === this.map ? oh : SIDE)(e);
-        this.choose(canvas === this.map ? y : Math.floor(y * oh / SIDE), canvas === this.map ? x : Math.floor(x * ow / SIDE));
+        const onMap = canvas === this.map;  // else the light's canvas: the digit, in input pixels
+        this.choose(onMap ? y : Math.floor(y * oh / SIDE), onMap ? x : Math.floor(x * ow / SIDE));
       });
     }
     this.map.addEventListener('keydown', (e) => {
@@ -209,7 +211,10 @@ class InsideView {
   async update() {
     const started = performance.now();
     const model = this.getTeacher()?.model;
-    if (!model) return;
+    if (!model) {
+      this.summary.textContent = t('inside.server');
+      return;
+    }
     if (!model.meta.stages) {
       this.summary.textContent = t('inside.none');
       return;
@@ -262,10 +267,10 @@ class InsideView {
       figcaption.textContent = caption;
     });
     const pool = this.poolShown();
-    this.pool.replaceChildren(...pool.block.map((q, i) => el('span', {className: q === pool.kept && i === pool.block.indexOf(pool.kept) ? 'kept' : ''},
-      [fixed(stages.real(pool.source, q), 2)])));
-    this.poolText.textContent = t('inside.pool.block', {block: pool.block.map((q) => fixed(stages.real(pool.source, q), 2)).join(', '),
-      kept: fixed(stages.real(pool.source, pool.kept), 2)});
+    const shown = (q) => fixed(stages.real(pool.source, q), 2);
+    const kept = pool.block.indexOf(pool.kept);
+    this.pool.replaceChildren(...pool.block.map((q, i) => el('span', {className: i === kept ? 'kept' : ''}, [shown(q)])));
+    this.poolText.textContent = t('inside.pool.block', {block: pool.block.map(shown).join(', '), kept: shown(pool.kept)});
     const dense = stages.specs.filter((s) => s.kind === 'dense');
     const before = stages.specs[stages.specs.indexOf(dense[0]) - 1];
     const flat = Float32Array.from(stored[before.name], (q) => stages.real(before.name, q));
@@ -285,7 +290,8 @@ class InsideView {
     const counts = {conv: 0, dense: 0};
     this.gpu.replaceChildren(...Object.entries(macs).map(([name, n]) => {
       const kind = stages.spec(name).kind;
-      return el('li', {}, [t('inside.gpu.row', {layer: t(`inside.gpu.${kind}`, {n: ++counts[kind]}), n: n.toLocaleString(locale())})]);
+      const layer = t(`inside.gpu.${kind}`, {n: ++counts[kind]});
+      return el('li', {}, [t('inside.gpu.row', {layer, n: n.toLocaleString(locale())})]);
     }));
     this.gpuTotal.textContent = t('inside.gpu.total', {n: total.toLocaleString(locale()), ms: this.runMs.toFixed(2)});
     const weights = Object.values(stages.weights).reduce((a, w) => a + w.values.length, 0);
@@ -357,7 +363,8 @@ class InsideView {
     this.light.setAttribute('aria-label', t('inside.filter.light', {row: y + 1, col: x + 1}));
     paint(this.kernel, stages.filter(this.filter).flat(), kh, kw, true);
     this.kernel.setAttribute('aria-label', t('inside.filter.weights', {n: this.filter + 1}));
-    const map = Float32Array.from({length: oh * ow}, (_, i) => stages.real(spec.name, stored[spec.name][i * channels + this.filter]));
+    const map = Float32Array.from({length: oh * ow},
+      (_, i) => stages.real(spec.name, stored[spec.name][i * channels + this.filter]));
     paint(this.scratch, map, oh, ow, false);
     this.map.width = this.map.height = SIDE * ZOOM;
     const mapContext = this.map.getContext('2d');
@@ -369,15 +376,16 @@ class InsideView {
     this.map.setAttribute('aria-label', t('inside.filter.map', {n: this.filter + 1, h: oh, w: ow}));
     const sum = stages.arithmetic(reading.pixels, stored, y, x, this.filter);
     const table = el('table', {}, [el('caption', {}, [t('inside.filter.products')]),
-      el('tbody', {}, sum.products.map((row) => el('tr', {}, row.map((p) => el('td', {className: p > 0 ? 'plus' : p < 0 ? 'minus' : ''}, [fixed(p)])))))]);
+      el('tbody', {}, sum.products.map((row) => el('tr', {},
+        row.map((p) => el('td', {className: p > 0 ? 'plus' : p < 0 ? 'minus' : ''}, [fixed(p)])))))]);
     const shown = stages.real(spec.name, sum.stored);
     this.sum.replaceChildren(table,
       el('p', {}, [t('inside.filter.sum', {n: kh * kw, sum: fixed(sum.sum)})]),
       el('p', {}, [t('inside.filter.bias', {bias: fixed(sum.bias), total: fixed(sum.total)})]),
       el('p', {}, [t('inside.filter.relu', {activated: fixed(sum.activated)})]),
       el('p', {}, [t('inside.filter.stored', {stored: sum.requantized, shown: fixed(shown)})]));
-    this.int8.textContent = t('inside.int8.value', {q: sum.stored, scale: spec.scale.toPrecision(4), zero: sum.zeroPoint,
-      real: fixed(shown)});
+    this.int8.textContent = t('inside.int8.value',
+      {q: sum.stored, scale: spec.scale.toPrecision(4), zero: sum.zeroPoint, real: fixed(shown)});
     this.state.arithmetic = {...sum, shown, mapValue: stored[spec.name][this.position * channels + this.filter]};
   }
 }
@@ -407,7 +415,9 @@ export function mountInside(getTeacher) {
     button.setAttribute('aria-expanded', String(opening));
     if (opening) section.scrollIntoView({behavior: view.motion.matches ? 'auto' : 'smooth'});
   });
-  window.addEventListener('reading', (e) => view.take(e.detail).catch((error) => { view.state.error = String(error); }));
+  window.addEventListener('reading', (e) => view.take(e.detail).catch((error) => {
+    view.state.error = String(error);
+  }));
   translate(document);
   return view;
 }

@@ -6,7 +6,7 @@ import {readTflite} from './tflite.js';
 
 const STORED_OFFSET = 128;  // edge/inside.py: stage outputs are uint8 copies of int8 tensors
 const SIDE = 28;
-export const SOBEL = [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]];  // finds edges running up and down
+const SOBEL = [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]];  // finds edges running up and down
 
 /** Rows (or columns) of padding before the image: TFLite's SAME pads the odd one after. */
 const padding = (spec, size, out, kernel, stride) =>
@@ -33,7 +33,8 @@ export class Stages {
 
   /** Raw stage outputs (uint8, by name) -> the int8 values the device stored, as Int16Arrays. */
   stored(raw) {
-    return Object.fromEntries(Object.entries(raw).map(([name, u]) => [name, Int16Array.from(u, (v) => v - STORED_OFFSET)]));
+    return Object.fromEntries(Object.entries(raw).map(
+      ([name, u]) => [name, Int16Array.from(u, (v) => v - STORED_OFFSET)]));
   }
 
   /** The int8 zero point of a stage. */

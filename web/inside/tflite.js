@@ -33,7 +33,8 @@ function tables(view, at) {
 function numbers(view, at, Type) {
   if (at === null) return new Type(0);
   const [start, length] = vector(view, at);
-  return new Type(view.buffer.slice(view.byteOffset + start, view.byteOffset + start + length * Type.BYTES_PER_ELEMENT));
+  const from = view.byteOffset + start;
+  return new Type(view.buffer.slice(from, from + length * Type.BYTES_PER_ELEMENT));
 }
 
 /**
