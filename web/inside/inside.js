@@ -84,7 +84,10 @@ class InsideView {
     this.motion = matchMedia('(prefers-reduced-motion: reduce)');
     this.build();
     this.motion.addEventListener('change', () => this.animate());
-    window.addEventListener('localechange', () => this.render());
+    window.addEventListener('localechange', () => {
+      this.animate();  // the Play / Pause label
+      this.render();
+    });
   }
 
   build() {
@@ -111,9 +114,12 @@ class InsideView {
         $('sobel', el('canvas', {className: 'map', role: 'img', dataset: {i18nLabel: 'inside.sobel.label'}}))),
       fact('layers', $('layers', el('div', {className: 'layers'}))),
       fact('pool', $('pool', el('div', {className: 'pool'})), $('poolText', el('p'))),
-      $('dense', fact('dense', $('flat', el('canvas', {className: 'strip', role: 'img'})),
-        $('features', el('canvas', {className: 'strip', role: 'img'})),
-        $('chances', el('ol', {className: 'chances'})))),
+      fact('dense',
+        el('figure', {}, [$('flat', el('canvas', {className: 'strip', role: 'img'})),
+          $('flatCaption', el('figcaption'))]),
+        el('figure', {}, [$('features', el('canvas', {className: 'strip', role: 'img'})),
+          $('featuresCaption', el('figcaption'))]),
+        text('p', 'inside.dense.bars'), $('chances', el('ol', {className: 'chances'}))),
       fact('teach', $('teach', el('div', {className: 'compare'}))),
       fact('int8', $('int8', el('p')), $('size', el('p'))),
       fact('gpu', $('gpu', el('ul')), $('gpuTotal', el('p'))),
@@ -269,19 +275,21 @@ class InsideView {
     const pool = this.poolShown();
     const shown = (q) => fixed(stages.real(pool.source, q), 2);
     const kept = pool.block.indexOf(pool.kept);
-    this.pool.replaceChildren(...pool.block.map((q, i) => el('span', {className: i === kept ? 'kept' : ''}, [shown(q)])));
-    this.poolText.textContent = t('inside.pool.block', {block: pool.block.map(shown).join(', '), kept: shown(pool.kept)});
+    this.pool.replaceChildren(
+      ...pool.block.map((q, i) => el('span', {className: i === kept ? 'kept' : ''}, [shown(q)])));
+    this.poolText.textContent = t('inside.pool.block',
+      {block: pool.block.map(shown).join(', '), kept: shown(pool.kept)});
     const dense = stages.specs.filter((s) => s.kind === 'dense');
     const before = stages.specs[stages.specs.indexOf(dense[0]) - 1];
     const flat = Float32Array.from(stored[before.name], (q) => stages.real(before.name, q));
     const features = Float32Array.from(stored[dense[0].name], (q) => stages.real(dense[0].name, q));
     paint(this.flat, flat, 1, flat.length, false);
     paint(this.features, features, 1, features.length, false);
-    this.flat.setAttribute('aria-label', t('inside.dense.flat', {n: flat.length}));
-    this.features.setAttribute('aria-label', t('inside.dense.features', {d: features.length}));
-    const caption = this.dense.querySelector('.caption');
-    delete caption.dataset.i18n;  // its numbers come from the model
-    caption.textContent = t('inside.dense.text', {n: flat.length, d: features.length});
+    for (const [canvas, caption, words] of [[this.flat, this.flatCaption, t('inside.dense.flat', {n: flat.length})],
+      [this.features, this.featuresCaption, t('inside.dense.features', {d: features.length})]]) {
+      canvas.setAttribute('aria-label', words);
+      caption.textContent = words;
+    }
     bars(this.chances, probabilities, answer);
     this.chances.setAttribute('aria-label', t('inside.dense.bars'));
     const adapted = this.renderTeach(temperature);
