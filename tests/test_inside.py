@@ -4,12 +4,14 @@ the numbers are the ones the layers compute, the answers are unchanged, and `exp
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import messages, run_cli
+from conftest import ROOT, messages, run_cli
 from edge import metadata as md
 from edge.errors import UserError
 from edge.inside import Inside
@@ -99,6 +101,15 @@ def test_explain_json_prints_the_runners_stages(inside, digits, tmp_path):
     assert printed["digit"] == 7 and printed["stages"] == expected["stages"]
     assert printed["filters"] == expected["filters"] and printed["multiply_adds"] == expected["multiply_adds"]
     assert not list(tmp_path.glob("*.png"))[1:]  # no drawing written
+
+
+def test_explain_json_needs_neither_tensorflow_nor_matplotlib(digits, tmp_path):
+    """What a Pi without the training install can run."""
+    image = tmp_path / "seven.png"
+    Image.fromarray(digits[0]).save(image)
+    code = (f"import sys, cli; cli.main.main(['explain', {str(image)!r}, '--json'], standalone_mode=False); "
+            "sys.exit(bool({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'matplotlib'}))")
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True).returncode == 0
 
 
 def test_a_model_without_stages_is_a_one_line_error(featureless_model, tmp_path):
