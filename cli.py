@@ -154,7 +154,10 @@ def evaluate(models: tuple[str, ...], flagged: tuple[str, ...], data: str | None
 @model_flag
 @click.option("--out", type=click.Path(dir_okay=False),
               help="PNG to write (default: <image stem>_explained.png beside the image).")
-def explain(arguments: tuple[str, ...], model_flag: str | None, out: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="Print each layer's stored int8 values, the first filters and the multiply-adds as one JSON "
+                   "object instead of drawing (a .tflite exported with its stages; no TensorFlow needed).")
+def explain(arguments: tuple[str, ...], model_flag: str | None, out: str | None, as_json: bool) -> None:
     """Draw how the network reads one image, layer by layer, from the pixels to the answer (MODEL: a .tflite or
     .keras file; default: the shipped one)."""
     from edge.atomic import refuse_overwriting
@@ -163,6 +166,8 @@ def explain(arguments: tuple[str, ...], model_flag: str | None, out: str | None)
         raise click.UsageError("give at most a model and one image")
     *given, image = arguments
     model = chosen_model(model_flag, *given)
+    if as_json:
+        return _explain_json(model, image)
     path = Path(out) if out else Path(image).with_name(f"{Path(image).stem}_explained.png")
     if path.suffix.lower() != ".png":  # so never the model (.tflite or .keras)
         raise UserError(f"{path}: the drawing is a PNG; give a name ending in .png")
@@ -181,6 +186,26 @@ def explain(arguments: tuple[str, ...], model_flag: str | None, out: str | None)
     write_png(draw(stages, f"{Path(model).name} reading {Path(image).name}"), path, dpi=80)
     probs = stages[-1].values
     click.echo(f"{int(probs.argmax())}  ({probs.max():.3f})  {path}")
+
+
+def _explain_json(model: str, image: str) -> None:
+    """`explain --json`: the edge runner's stages (edge/inside.py), without TensorFlow or matplotlib."""
+    import json
+    from pathlib import Path
+
+    from edge.inside import Inside
+    from edge.labelled import frame
+    from edge.preprocess import load_image
+    from edge.runner import DigitModel
+
+    if Path(model).suffix != ".tflite":
+        raise UserError(f"{model}: --json reads the stages of a .tflite model; export it first")
+    inside = Inside(DigitModel(model))
+    pixels = frame(load_image(image))
+    if pixels is None:
+        raise UserError(f"{image}: no digit found")
+    (reading,) = inside.model.read(pixels[None])
+    click.echo(json.dumps({"image": image, "model": model, **reading.as_json(), **inside.read(pixels)}))
 
 
 for command in edge_cli.main.commands.values():

@@ -3,9 +3,11 @@
 A stage is what one step of the network hands to the next: the input pixels, the first layer's
 filters, the feature maps after each convolution (batch norm and ReLU included, as TFLite fuses
 them) and after each pooling, the flattened vector, each dense layer's vector and the ten class
-probabilities. Keras gives them through a model that returns every layer's output; LiteRT keeps
-them when the interpreter preserves all tensors, and int8 tensors are dequantized with their own
-scale and zero point, so both formats draw the same picture in the same units.
+probabilities. Keras gives them through a model that returns every layer's output; an int8 model
+exported with its stages gives them as its own outputs (edge/inside.py, the numbers the page's
+Inside view shows); other LiteRT models keep them when the interpreter preserves all tensors. int8
+tensors are dequantized with their own scale and zero point, so all draw the same picture in the
+same units.
 """
 
 from __future__ import annotations
@@ -107,7 +109,10 @@ def _tflite_explainer(path: Path) -> Callable[[np.ndarray], list[Stage]]:
 
     from edge.runner import DigitModel, named_outputs
 
-    meta = DigitModel(path).meta  # validates the file and its metadata, with the runner's messages
+    model = DigitModel(path)  # validates the file and its metadata, with the runner's messages
+    if model.stage_specs:
+        return _staged_explainer(model)
+    meta = model.meta
     with warnings.catch_warnings():  # "for debugging purposes only": that is what this is
         warnings.simplefilter("ignore")
         interpreter = Interpreter(model_path=str(path), experimental_preserve_all_tensors=True,
@@ -128,6 +133,30 @@ def _tflite_explainer(path: Path) -> Callable[[np.ndarray], list[Stage]]:
         filters = tensor(first_conv["inputs"][1])[..., 0]  # (out, h, w, in) -> (out, h, w)
         output = interpreter.get_tensor(named_outputs(interpreter, str(path))[PROBABILITIES]["index"])
         return assemble(pixels, filters, steps, probabilities(output, meta)[0])
+
+    return stages
+
+
+def _staged_explainer(model) -> Callable[[np.ndarray], list[Stage]]:
+    """The stages a model exported with its layers' outputs computes (edge/inside.py: the very numbers
+    `explain --json` prints and the page's Inside view shows), in real units."""
+    from edge.inside import Inside
+
+    inside = Inside(model)
+    first = next(s for s in inside.specs if s["kind"] == "conv")
+    filters = inside.weights[first["name"]].real()[..., 0]
+    kinds = {"conv": "conv", "max_pool": "pool", "dense": "dense"}
+
+    def stages(pixels: np.ndarray) -> list[Stage]:
+        stored = inside.stored(pixels)
+        steps: list[tuple[str | None, np.ndarray]] = []
+        for spec in inside.specs[:-1]:  # the last, softmax, is the output
+            values = inside.real(spec["name"], stored[spec["name"]])
+            if spec["kind"] == "dense" and steps and steps[-1][1].ndim == 3:
+                steps.append(("flatten", steps[-1][1].ravel()))
+            steps.append((kinds[spec["kind"]], values))
+        last = inside.specs[-1]["name"]
+        return assemble(pixels, filters, steps, inside.real(last, stored[last]))
 
     return stages
 

@@ -142,6 +142,41 @@ images, and the calibrated probability the top answer needs. Models exported bef
 always did (temperature 1, threshold 0.5)."""
 
 
+STAGE_KINDS = ("conv", "max_pool", "dense", "softmax")
+
+
+def _stage_fields(i: int, kind: str) -> tuple[tuple[str, Callable[[Any], bool], str], ...]:
+    """One layer of the optional `stages` (export/stages.py): which output holds its result, as a spec
+    like `output`'s, and the tensors and options that redo its arithmetic (edge/inside.py)."""
+    at = f"stages.layers.{i}"
+    pairs = lambda v: isinstance(v, list) and len(v) == 2 and all(_int(d) and d > 0 for d in v)  # noqa: E731
+    fields = [(f"{at}.name", _text, "a non-empty string"), (f"{at}.output", _text, "a non-empty string"),
+              (f"{at}.shape", lambda v: isinstance(v, list) and 2 <= len(v) <= 4 and all(_int(d) and d > 0 for d in v),
+               "a list of 2 to 4 positive integers"),
+              (f"{at}.dtype", lambda v: v in TENSOR_DTYPES, f"one of {', '.join(TENSOR_DTYPES)}"),
+              (f"{at}.input_tensor", lambda v: _int(v) and v >= 0, "a tensor index")]
+    if kind in ("conv", "dense"):
+        fields += [(f"{at}.{t}", lambda v: _int(v) and v >= 0, "a tensor index")
+                   for t in ("weights_tensor", "bias_tensor")]
+        fields.append((f"{at}.activation", lambda v: v in ("none", "relu", "relu6"), "none, relu or relu6"))
+    if kind in ("conv", "max_pool"):
+        fields += [(f"{at}.kernel", pairs, "2 positive integers"), (f"{at}.stride", pairs, "2 positive integers"),
+                   (f"{at}.padding", lambda v: v in ("same", "valid"), "same or valid")]
+    return tuple(fields)
+
+
+def _check_stages(meta: dict, where: str) -> None:
+    _check(meta, (("stages.verified_images", lambda v: _int(v) and v > 0, "a positive integer"),
+                  ("stages.layers", lambda v: isinstance(v, list) and v != [] and all(isinstance(s, dict) for s in v),
+                   "a non-empty list of objects")), where)
+    for i, stage in enumerate(meta["stages"]["layers"]):
+        kind = stage.get("kind")
+        if kind not in STAGE_KINDS:
+            raise _fail(where, f"stages.layers.{i}.kind", f"one of {', '.join(STAGE_KINDS)}", kind)
+        _check({"stages": {"layers": {str(i): stage}}}, _stage_fields(i, kind), where)
+        _check_quantization({"stage": stage}, "stage", f"{where}: stages.layers.{i}")
+
+
 def _field(meta: Any, dotted: str, where: str) -> Any:
     value = meta
     for key in dotted.split("."):
@@ -198,6 +233,8 @@ def validate_metadata(meta: Any, where: str = "model metadata") -> dict:
         _check(meta, _adaptation_fields(meta["features"]["shape"][1]), where)
     if "confidence" in meta:  # models exported before the calibrated rule have none
         _check(meta, _CONFIDENCE_FIELDS, where)
+    if "stages" in meta:  # models exported before the Inside view have none
+        _check_stages(meta, where)
     return meta
 
 
@@ -208,9 +245,10 @@ def check_pixel_scaling(obj: Any, where: str) -> dict:
 
 
 def build_metadata(*, variant: str, input: dict, output: dict, features: dict, confidence: dict, pixel_scaling: dict,
-                   source: dict, verification: dict, flatbuffer: bytes) -> dict:
+                   source: dict, verification: dict, flatbuffer: bytes, stages: dict | None = None) -> dict:
     """The full, validated metadata of one exported flatbuffer (`input`/`output`/`features`: shape,
-    dtype, scale, zero_point as the interpreter reports them; `confidence`: the "no digit" rule)."""
+    dtype, scale, zero_point as the interpreter reports them; `confidence`: the "no digit" rule;
+    `stages`: each layer's output, for int8 models, export/stages.py)."""
     meta = {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
@@ -226,6 +264,8 @@ def build_metadata(*, variant: str, input: dict, output: dict, features: dict, c
         "verification": dict(verification),
         "sha256": sha256(flatbuffer),
     }
+    if stages is not None:
+        meta["stages"] = dict(stages)
     return validate_metadata(meta)
 
 

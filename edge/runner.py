@@ -88,6 +88,13 @@ class DigitModel:
         for name, spec in specs.items():
             check_tensor(details[name], spec, name, str(self.path))
         self._outputs = {name: (details[name]["index"], spec) for name, spec in specs.items()}
+        # Each layer's result (export/stages.py), read only by `stages()`: predict never touches them.
+        self.stage_specs = self.meta["stages"]["layers"] if "stages" in self.meta else []
+        for stage in self.stage_specs:
+            if stage["output"] not in details:
+                raise UserError(f"{self.path}: its signature has no {stage['output']} output; re-export it")
+            check_tensor(details[stage["output"]], stage, stage["output"], str(self.path))
+        self._stage_index = {s["name"]: details[s["output"]]["index"] for s in self.stage_specs}
         self.adapter = Adapter(self.meta["adaptation"]) if "adaptation" in self.meta else None
         self.confidence = Confidence.of(self.meta)
         self._batch = shape[0]
@@ -120,6 +127,17 @@ class DigitModel:
             self._batch = len(batch)
         self.interpreter.set_tensor(self._input["index"], batch)
         self.interpreter.invoke()
+
+    def stages(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
+        """uint8 (28, 28) pixels -> each layer's output tensor as the model stored it (uint8, see
+        `stage_specs` for its scale and zero point); empty for models exported without stages."""
+        self._invoke(pixels)
+        return {name: self.interpreter.get_tensor(index)[0].copy() for name, index in self._stage_index.items()}
+
+    def constant(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A constant tensor of the model (weights, biases) with its per-channel scales and zero points."""
+        q = next(d for d in self.interpreter.get_tensor_details() if d["index"] == index)["quantization_parameters"]
+        return self.interpreter.get_tensor(index).copy(), q["scales"], q["zero_points"]
 
     def _output(self, name: str) -> np.ndarray:
         index, spec = self._outputs[name]

@@ -19,6 +19,7 @@ from export.calibration import representative_images
 from export.convert import check_io, convert_variants
 from export.latency import latency_per_image
 from export.source import Source, find_source, float_input_spec, keras_probabilities, load_keras_model
+from export.stages import with_stages
 from export.verify import features_and_probabilities, predict, tensor_specs, verify
 
 
@@ -68,6 +69,9 @@ def _finish(variant: str, flatbuffer: bytes, source: Source, mnist: Mnist, keras
             max_drop: float) -> Exported:
     io = tensor_specs(flatbuffer)
     io_meta = {"pixel_scaling": source.pixel_scaling, **io}
+    stages = None
+    if variant == "int8":  # each layer's result as an extra output, for the Inside view (export/stages.py)
+        flatbuffer, stages = with_stages(flatbuffer, io_meta, mnist.x_test)
     scores = verify(flatbuffer, io_meta, mnist.x_test, mnist.y_test, keras_probs)
     pixels, labels = reference
     io["features"].update(feature_statistics(*features_and_probabilities(flatbuffer, pixels, io_meta), labels))
@@ -88,7 +92,7 @@ def _finish(variant: str, flatbuffer: bytes, source: Source, mnist: Mnist, keras
                         f"{variant}: {'; '.join(problems)}; not written{removed}")
     meta = build_metadata(variant=variant, **io, confidence=confidence(flatbuffer, io_meta, validation),
                           pixel_scaling=source.pixel_scaling, source=source.summary(), verification=scores,
-                          flatbuffer=flatbuffer)
+                          flatbuffer=flatbuffer, stages=stages)
     tflite = embed_metadata(flatbuffer, meta)
     latency = latency_per_image(tflite, one_image)  # timed on the final file, which proves it loads and runs
     for target in (path, sidecar_path(path)):  # both writable, or neither written

@@ -26,9 +26,9 @@ def load_interpreter(model: bytes, batch: int = 1, threads: int = 1) -> Interpre
     return interpreter
 
 
-def tensor_specs(model: bytes) -> dict:
+def tensor_specs(model: bytes, names: list[str] | None = None) -> dict:
     """The input, output (probabilities) and features tensors as metadata records them (scale and zero
-    point null for floats)."""
+    point null for floats); with `names`, those named outputs instead."""
     interpreter = Interpreter(model_content=model)
 
     def spec(detail: dict) -> dict:
@@ -38,6 +38,8 @@ def tensor_specs(model: bytes) -> dict:
                 "scale": float(scale) if quantized else None, "zero_point": int(zero_point) if quantized else None}
 
     outputs = named_outputs(interpreter, "converted model")
+    if names is not None:
+        return {name: spec(outputs[name]) for name in names}
     return {"input": spec(interpreter.get_input_details()[0]), "output": spec(outputs[PROBABILITIES]),
             "features": spec(outputs[FEATURES])}
 

@@ -138,7 +138,7 @@ def unsure_model(int8_model: Path, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def featureless_model(small_run: Path, int8_model: Path, tmp_path_factory) -> Path:
     """The small run exported as before teaching existed: one output, `probabilities`, and metadata
-    without `features` or `confidence` (float32, converted the way export then did)."""
+    without `features`, `confidence` or `stages` (float32, converted the way export then did)."""
     import keras
     import tensorflow as tf
 
@@ -152,7 +152,7 @@ def featureless_model(small_run: Path, int8_model: Path, tmp_path_factory) -> Pa
                          input_signature=[tf.TensorSpec([1, 28, 28, 1], tf.float32, name="image")])
     archive.write_out(str(saved), verbose=False)
     flatbuffer = tf.lite.TFLiteConverter.from_saved_model(str(saved)).convert()
-    meta = {k: v for k, v in md.load_metadata(int8_model).items() if k not in ("features", "confidence")}
+    meta = {k: v for k, v in md.load_metadata(int8_model).items() if k not in ("features", "confidence", "stages")}
     float_spec = {"dtype": "float32", "scale": None, "zero_point": None}
     meta.update(variant="float32", input={**meta["input"], **float_spec}, output={**meta["output"], **float_spec},
                 sha256=md.sha256(flatbuffer))

@@ -3,6 +3,7 @@
     python tools/ship_model.py build [--out runs/shipped]   # train the default recipe (`cli.py train`), export, ship
     python tools/ship_model.py ship RUN_DIR                 # ship a run already trained: `cli.py export` only
     python tools/ship_model.py check [--out DIR]            # train again what the shipped file records; compare
+    python tools/ship_model.py restage                      # add the layers' outputs to the shipped file (no training)
 
 The shipped file's metadata records its run's settings (`source.config`), data and weights sha256
 and library versions. Training is deterministic on one machine kind (CPU type, library versions):
@@ -27,7 +28,7 @@ import cli  # noqa: E402
 from edge.atomic import atomic_write  # noqa: E402
 from edge.cli import Cli  # noqa: E402
 from edge.errors import UserError  # noqa: E402
-from edge.metadata import load_metadata  # noqa: E402
+from edge.metadata import bare_flatbuffer, embed_metadata, load_metadata, sha256  # noqa: E402
 from edge.shipped import SHIPPED_MODEL  # noqa: E402
 
 
@@ -61,6 +62,23 @@ def _ship(run: Path, data: str | None) -> None:
     with atomic_write(SHIPPED_MODEL) as f, model.open("rb") as source:
         shutil.copyfileobj(source, f)
     click.echo(f"shipped {model} as {SHIPPED_MODEL.relative_to(ROOT)} ({SHIPPED_MODEL.stat().st_size:,} bytes)")
+
+
+def _restage(data: str | None) -> None:
+    """Give the shipped flatbuffer its stage outputs as `export` does (export/stages.py), its answers
+    verified bit-identical on the MNIST test set; the rest of its metadata stays as exported."""
+    from digitcnn.data import load_mnist
+    from export.stages import with_stages
+
+    model, meta = SHIPPED_MODEL.read_bytes(), load_metadata(SHIPPED_MODEL)
+    if "stages" in meta:
+        raise UserError(f"{SHIPPED_MODEL}: already has its stage outputs")
+    flatbuffer, stages = with_stages(bare_flatbuffer(model), meta, load_mnist(data).x_test)
+    tflite = embed_metadata(flatbuffer, {**meta, "stages": stages, "sha256": sha256(flatbuffer)})
+    with atomic_write(SHIPPED_MODEL) as f:
+        f.write(tflite)
+    click.echo(f"restaged {SHIPPED_MODEL.relative_to(ROOT)}: {len(stages['layers'])} stages, answers identical on "
+               f"{stages['verified_images']:,} images ({len(tflite):,} bytes)")
 
 
 def _check(out: Path, data: str | None) -> bool:
@@ -111,6 +129,13 @@ def ship(run_dir: str, data: str | None) -> None:
 def check(out: str, data: str | None) -> None:
     """Retrain the shipped model's recorded settings; exit 1 unless weights and model come out identical."""
     sys.exit(0 if _check(Path(out), data) else 1)
+
+
+@main.command()
+@data_option
+def restage(data: str | None) -> None:
+    """Add each layer's output to the shipped model, answers unchanged (no training)."""
+    _restage(data)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 import {answer as reply, loadModel} from './model.js';
 import {SIZE, toMnist} from './preprocess.js';
 import {Teacher} from './teach.js';
+import {mountInside} from './inside/inside.js';  // issue 24: the Inside view
 
 const $ = (id) => document.getElementById(id);
 const pad = $('pad');
@@ -54,6 +55,7 @@ async function read(image, upload, start = performance.now()) {
   state.answer = answer;
   state.pixels = pixels && Array.from(pixels);
   state.latencies.push(ms);  // last: a new entry means the answer above is complete
+  window.dispatchEvent(new CustomEvent('reading', {detail: {pixels, answer}}));  // issue 24: Inside follows
   $('status').textContent = `answered by ${state.path === 'browser' ? 'this device (LiteRT.js)' : 'the server'}`
     + `${state.path === 'browser' ? `, ${state.model} model` : ''} in ${ms.toFixed(1)} ms`;
 }
@@ -253,6 +255,7 @@ function warmUp() {
   for (let i = 0; i < 5; i++) toMnist(image);
 }
 
+mountInside(() => teacher);  // issue 24
 $('note').hidden = Boolean(navigator.mediaDevices?.getUserMedia);  // only secure origins get a camera
 pad.width = pad.height = Math.round(pad.getBoundingClientRect().width * devicePixelRatio);
 clearPad();

@@ -24,7 +24,7 @@ export async function loadModel() {
     loadLiteRt(RUNTIME),
   ]);
   const model = await loadAndCompile('/model.tflite', {accelerator: 'wasm'});
-  return {meta, run: (pixels) => outputs(model, meta, pixels)};
+  return {meta, run: (pixels) => outputs(model, meta, pixels), stages: (pixels) => stages(model, meta, pixels)};
 }
 
 /** Real values of a raw output tensor (edge/metadata.py dequantize). */
@@ -32,20 +32,34 @@ function dequantize(raw, spec) {
   return Float32Array.from(raw, (v) => (spec.scale === null ? v : (v - spec.zero_point) * spec.scale));
 }
 
-/** 784 uint8 MNIST-framed pixels -> {probabilities: 10 floats, features?: d floats} (edge/runner.py outputs). */
-async function outputs(model, meta, pixels) {
+/** Runs the model on 784 uint8 MNIST-framed pixels; the raw typed arrays of the outputs `names`. */
+async function raw(model, meta, pixels, names) {
   const {input, pixel_scaling: scaling} = meta;
   const values = Float32Array.from(pixels, (p) => p * scaling.scale + scaling.offset);
   const data = input.scale === null ? values
     : Uint8Array.from(values, (v) => Math.min(255, Math.max(0, Math.round(v / input.scale + input.zero_point))));
   const tensor = new Tensor(data, input.shape);
   const results = await model.run({[model.getInputDetails()[0].name]: tensor});
-  const specs = {[PROBABILITIES]: meta.output, ...(meta.features ? {[FEATURES]: meta.features} : {})};
   const found = {};
-  for (const [name, spec] of Object.entries(specs)) found[name] = dequantize(results[name].toTypedArray(), spec);
+  for (const name of names) found[name] = results[name].toTypedArray().slice();
   tensor.delete();
   Object.values(results).forEach((t) => t.delete());
   return found;
+}
+
+/** 784 uint8 MNIST-framed pixels -> {probabilities: 10 floats, features?: d floats} (edge/runner.py outputs). */
+async function outputs(model, meta, pixels) {
+  const specs = {[PROBABILITIES]: meta.output, ...(meta.features ? {[FEATURES]: meta.features} : {})};
+  const found = await raw(model, meta, pixels, Object.keys(specs));
+  for (const [name, spec] of Object.entries(specs)) found[name] = dequantize(found[name], spec);
+  return found;
+}
+
+/** Each layer's output as stored, by stage name (edge/runner.py stages): {} for models exported without them. */
+async function stages(model, meta, pixels) {
+  const layers = meta.stages?.layers ?? [];
+  const found = await raw(model, meta, pixels, layers.map((s) => s.output));
+  return Object.fromEntries(layers.map((s) => [s.name, found[s.output]]));
 }
 
 /**
