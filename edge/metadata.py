@@ -165,10 +165,15 @@ def _stage_fields(i: int, kind: str) -> tuple[tuple[str, Callable[[Any], bool], 
     return tuple(fields)
 
 
+_STAGES_FIELDS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("stages.verified_images", lambda v: _int(v) and v > 0, "a positive integer"),
+    ("stages.layers", lambda v: isinstance(v, list) and v != [] and all(isinstance(s, dict) for s in v),
+     "a non-empty list of objects"),
+)
+
+
 def _check_stages(meta: dict, where: str) -> None:
-    _check(meta, (("stages.verified_images", lambda v: _int(v) and v > 0, "a positive integer"),
-                  ("stages.layers", lambda v: isinstance(v, list) and v != [] and all(isinstance(s, dict) for s in v),
-                   "a non-empty list of objects")), where)
+    _check(meta, _STAGES_FIELDS, where)
     for i, stage in enumerate(meta["stages"]["layers"]):
         kind = stage.get("kind")
         if kind not in STAGE_KINDS:

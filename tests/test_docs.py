@@ -122,10 +122,12 @@ def test_the_schema_table_is_the_validators():
     rows = schema_rows()
     d = "d"  # the features' width, as the table names it
     fields = [*md._FIELDS, *md._RECIPE_FIELDS, ("features.shape", None, "a list of 2 positive integers"),
-              *md._feature_fields(d), *md._adaptation_fields(d), *md._CONFIDENCE_FIELDS]
+              *md._feature_fields(d), *md._adaptation_fields(d), *md._CONFIDENCE_FIELDS, *md._STAGES_FIELDS,
+              ("stages.layers.i.kind", None, f"one of {', '.join(md.STAGE_KINDS)}"),
+              *{f: (f, None, wants) for kind in md.STAGE_KINDS for f, _, wants in md._stage_fields("i", kind)}.values()]
     for field, _, wants in fields:
         assert rows.get(field) == wants, f"docs/export.md: {field} should read {wants!r}, not {rows.get(field)!r}"
-    quantized = {f"{t}.{q}" for t in ("input", "output", "features") for q in ("scale", "zero_point")}
+    quantized = {f"{t}.{q}" for t in ("input", "output", "features", "stages.layers.i") for q in ("scale", "zero_point")}
     assert quantized <= set(rows)
     assert set(rows) == {f for f, _, _ in fields} | quantized | {"source.versions"}, "a field the code lacks"
 
