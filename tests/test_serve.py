@@ -30,6 +30,7 @@ from browser import serving
 from conftest import BLOCK_TENSORFLOW, ROOT, messages, run_cli
 from edge import serve, workers
 from edge.errors import UserError
+from edge.page import RUNTIME
 from edge.metadata import bare_flatbuffer, load_metadata
 from edge.protocol import GuardedProtocol
 
@@ -40,7 +41,7 @@ CHUNK = 64 * 1024
 def fake_runtime(tmp_path_factory):
     """A node_modules holding only stand-ins for the allow-listed files (API tests need no `npm ci`)."""
     root = tmp_path_factory.mktemp("node_modules")
-    for name in (*serve.RUNTIME, "@litertjs/core/package.json"):
+    for name in (*RUNTIME, "@litertjs/core/package.json"):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(b"\0asm" + bytes(4096) if name.endswith(".wasm") else b"export {};\n" * 100)
     return root
@@ -129,7 +130,7 @@ def test_only_allow_listed_runtime_files_are_served_compressed(client, fake_runt
     assert again.status_code == 304 and again.content == b""
     assert client.get("/node_modules/@litertjs/core/dist/index.js").headers["content-type"].startswith("text/javascript")
     refused = client.get("/node_modules/@litertjs/core/package.json")
-    assert refused.status_code == 404 and refused.json() == {"error": "@litertjs/core/package.json: not served"}
+    assert refused.status_code == 404 and refused.json() == {"error": "node_modules/@litertjs/core/package.json: not served"}
     assert client.get("/", headers={"accept-encoding": "gzip"}).headers["content-encoding"] == "gzip"
 
 
