@@ -114,7 +114,10 @@ def model_site(model_path: str | Path, **folders: Path) -> dict[str, bytes]:
 
 
 def _is_build(folder: Path) -> bool:
-    return (folder / INDEX).is_file() and (folder / SERVICE_WORKER).is_file()
+    """True for a folder this module wrote: its sw.js names a built cache (web/ itself does not)."""
+    worker = folder / SERVICE_WORKER
+    return (folder / INDEX).is_file() and worker.is_file() and re.search(
+        r"^const CACHE = 'digitcnn-[0-9a-f]{16}';$", worker.read_text(errors="replace"), re.M) is not None
 
 
 def write_site(out: str | Path, files: dict[str, bytes]) -> Path:

@@ -470,3 +470,28 @@ def test_a_connection_over_the_limit_is_a_json_503(crowded_server):
         assert held.recv(16).startswith(b"HTTP/1.1 200")
         status, error = _json_error(_exchange(crowded_server, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
         assert status.startswith("HTTP/1.1 503 ") and "too many connections" in error["error"]
+
+
+@pytest.fixture(scope="module")
+def capped_server(int8_model):
+    """The real server allowing two connections per address, kept open a minute when idle."""
+    capped = type("Capped", (GuardedProtocol,), {"headers_seconds": 60, "per_address": 2})
+    with serving(int8_model, http=capped) as url:
+        yield urlsplit(url).hostname, urlsplit(url).port
+
+
+def test_one_address_cannot_hold_every_connection(capped_server):
+    """Idle connections past one address's share are refused at once (slowloris); another address gets in."""
+    held = [socket.create_connection(capped_server, timeout=30) for _ in range(2)]
+    try:
+        status, error = _json_error(_exchange(capped_server, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+        assert status.startswith("HTTP/1.1 503 ") and "from your address" in error["error"]
+        with socket.socket() as other:
+            other.settimeout(30)
+            other.bind(("127.0.0.2", 0))
+            other.connect(capped_server)
+            other.sendall(b"GET /model.json HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert other.recv(16).startswith(b"HTTP/1.1 200")
+    finally:
+        for connection in held:
+            connection.close()

@@ -44,11 +44,10 @@ async function register() {
   const ready = () => {
     if (registration.waiting && navigator.serviceWorker.controller) offer(registration.waiting);
   };
+  const watch = (worker) => worker?.addEventListener('statechange', ready);
   ready();
-  registration.addEventListener('updatefound', () => {
-    const worker = registration.installing;
-    worker.addEventListener('statechange', ready);
-  });
+  watch(registration.installing);  // an update found before this line ran
+  registration.addEventListener('updatefound', () => watch(registration.installing));
 }
 
 nameModel().catch(() => {});  // no metadata, no line: the page says why it cannot run elsewhere
