@@ -65,12 +65,18 @@ def main(model: str, strokes: int, opens: int) -> None:
             for _ in range(opens):
                 context = browser.new_context(**PHONE)
                 page = context.new_page()
-                transfers = []  # the page's and its service worker's
-                context.on("requestfinished", lambda request, transfers=transfers: transfers.append(
-                    (request.url, request.sizes()["responseBodySize"] + request.sizes()["responseHeadersSize"])))
+                transfers = []  # the page's and its service worker's (which fills its cache meanwhile)
+
+                def finished(request, transfers=transfers):
+                    sizes = request.sizes()
+                    transfers.append((request.url, sizes["responseBodySize"] + sizes["responseHeadersSize"]))
+
+                context.on("requestfinished", finished)
                 page.goto(url)
                 wait_ready(page)
                 ready.append(page.evaluate("window.digitcnn.readyAt") / 1000)
+                wait_until(page, "navigator.serviceWorker.controller !== null", 60_000)  # all of it cached
+                context.remove_listener("requestfinished", finished)
                 if len(ready) < opens:
                     context.close()
             digits = list(STROKES)
@@ -83,7 +89,6 @@ def main(model: str, strokes: int, opens: int) -> None:
             latencies = page.evaluate("window.digitcnn.latencies")
             preprocess = page.evaluate("window.digitcnn.preprocessMs")
             path = page.evaluate("window.digitcnn.path")
-            wait_until(page, "navigator.serviceWorker.controller !== null", 60_000)
             page.close()
             repeat, repeat_network = cached_visits(context, url, opens)
         offline, offline_network = cached_visits(context, url, opens)  # the server has stopped
