@@ -1,7 +1,8 @@
 """The phone page's server: the page, the model for in-browser inference, and a server-side fallback.
 
-Phones run the model themselves (LiteRT.js in `web/`); this app only hands out files, plus
-`POST /api/predict` for browsers that cannot, which answers exactly what `predict --json` does.
+Phones run the model themselves (LiteRT.js in `web/`); this app only hands out the page's files, the
+same build `digitcnn page` writes for static hosts (edge/build.py), held in memory and compressed once,
+plus `POST /api/predict` for browsers that cannot, which answers exactly what `predict --json` does.
 Starlette (not a framework with its own ML stack) keeps the edge install small and TensorFlow-free.
 
 Made to face anyone on the same network: decoding and inference run in a few worker threads

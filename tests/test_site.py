@@ -204,14 +204,19 @@ def static_server(root: Path, port: int = 0) -> Iterator[tuple[str, ThreadingHTT
         thread.join(10)
 
 
-def y4m_of_a_written_seven(path: Path, width: int = 640, height: int = 480, frames: int = 5) -> Path:
-    """A video of a 7 written in dark ink on paper, filling the centre of the frame (Y4M, 4:2:0)."""
+def written_seven(width: int = 640, height: int = 480) -> Image.Image:
+    """A 7 written in dark ink on paper, in the middle of a camera's frame."""
     paper = Image.new("L", (width, height), 225)
     pen = ImageDraw.Draw(paper)
     side, left, top = 200, (width - 200) // 2, (height - 200) // 2
     for stroke in STROKES[7]:
         pen.line([(left + x * side, top + y * side) for x, y in stroke], fill=40, width=18, joint="curve")
-    luma = np.asarray(paper).tobytes()
+    return paper
+
+
+def y4m_of_a_written_seven(path: Path, width: int = 640, height: int = 480, frames: int = 5) -> Path:
+    """A video of `written_seven` (Y4M, 4:2:0): what Chromium's fake camera plays, in a loop."""
+    luma = np.asarray(written_seven(width, height)).tobytes()
     chroma = bytes([128]) * (width // 2 * height // 2) * 2
     with path.open("wb") as f:
         f.write(f"YUV4MPEG2 W{width} H{height} F10:1 Ip A1:1 C420jpeg\n".encode())
@@ -307,7 +312,8 @@ def test_installable_with_every_icon(browser, www, tmp_path):
 
 
 @needs_browser
-def test_offline_the_page_reads_and_teaches_and_keeps_its_samples(phone, www):
+def test_offline_the_page_reads_and_teaches_and_keeps_its_samples(phone, www, tmp_path):
+    """With the server gone: a drawing, a photo, the live camera and Teach, and the samples after a reload."""
     with static_server(www) as (base, _):
         page = open_site(phone, f"{base}/{SUB}/")
         wait_controlled(page)
@@ -315,6 +321,15 @@ def test_offline_the_page_reads_and_teaches_and_keeps_its_samples(phone, www):
     page.reload()
     wait_ready(page)
     assert draw(page, ORDINARY[3])["digit"] == 3 and page.evaluate("window.digitcnn.path") == "browser"
+    photo = tmp_path / "seven.png"
+    written_seven().save(photo)
+    page.set_input_files("#photo", str(photo))
+    wait_until(page, "window.digitcnn.latencies.length === 2")
+    assert page.evaluate("window.digitcnn.answer.digit") == 7
+    page.click("#camera")
+    wait_until(page, "window.digitcnn.latencies.length >= 4")
+    assert page.evaluate("window.digitcnn.answer.digit") == 7 and page.evaluate("window.digitcnn.error") is None
+    page.click("#camera")
     page.click("#teach")
     for _ in range(4):
         digit = page.evaluate("window.digitcnn.teach.digit")
