@@ -5,11 +5,11 @@ on every byte, so a client trickling a header or a body one byte at a time holds
 ever, and enough of them hold every connection the server allows. Here a request's headers must
 arrive within `headers_seconds` of the connection opening (or of the previous answer), and its body
 within `body_seconds` more; a connection that misses either is closed (with a 408 if part of a
-request came). The app's own
-body deadline (edge/serve.py) is shorter and answers first for uploads it reads; this one covers
-bodies nobody reads. One address may hold at most `per_address` connections, so that one client
-cannot starve the others of the server's `limit_concurrency`. uvicorn answers its `limit_concurrency` and malformed requests in plain text:
-the same limit is enforced here, and both refusals are `{"error": ...}` like every other.
+request came). The app's own body deadline (edge/serve.py) is shorter and answers first for uploads
+it reads; this one covers bodies nobody reads. One address may hold at most `per_address`
+connections, so that one client cannot starve the others of the server's `limit_concurrency`.
+uvicorn answers its `limit_concurrency` and malformed requests in plain text: the same limit is
+enforced here, and all these refusals are `{"error": ...}` like every other.
 """
 
 from __future__ import annotations

@@ -130,7 +130,8 @@ def test_only_allow_listed_runtime_files_are_served_compressed(client, fake_runt
     assert again.status_code == 304 and again.content == b""
     assert client.get("/node_modules/@litertjs/core/dist/index.js").headers["content-type"].startswith("text/javascript")
     refused = client.get("/node_modules/@litertjs/core/package.json")
-    assert refused.status_code == 404 and refused.json() == {"error": "node_modules/@litertjs/core/package.json: not served"}
+    assert refused.status_code == 404
+    assert refused.json() == {"error": "node_modules/@litertjs/core/package.json: not served"}
     assert client.get("/", headers={"accept-encoding": "gzip"}).headers["content-encoding"] == "gzip"
 
 

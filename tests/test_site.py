@@ -25,7 +25,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from browser import CHROMIUM, FLAGS, PHONE, REQUIRED, STROKES, ROOT, chromium, draw, missing, trace, wait_ready, wait_until
+from browser import (CHROMIUM, FLAGS, PHONE, REQUIRED, ROOT, STROKES, chromium, draw, missing, trace, wait_ready,
+                     wait_until)
 from conftest import run_cli
 from edge import metadata as md
 from edge.build import INDEX, SERVICE_WORKER, cache_name, content_security_policy, model_site, write_site
@@ -368,7 +369,8 @@ def test_a_new_build_is_offered_then_replaces_the_old_one_whole(phone, www, tmp_
         port = server.server_address[1]
         page = open_site(phone, f"{base}/{SUB}/")
         wait_controlled(page)
-        assert page.evaluate("caches.keys()") == [cache_name({SERVICE_WORKER: (www / SUB / SERVICE_WORKER).read_bytes()})]
+        old = cache_name({SERVICE_WORKER: (www / SUB / SERVICE_WORKER).read_bytes()})
+        assert page.evaluate("caches.keys()") == [old]
     new = model_site(renamed_model(tmp_path))
     write_site(www / SUB, new)
     with static_server(www, port):  # deployed, and the server restarted at the same address
