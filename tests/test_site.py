@@ -237,8 +237,7 @@ def phone(browser):
     context = browser.new_context(**PHONE)
     context.requested, context.console = [], []
     context.on("request", lambda request: context.requested.append(request.url))
-    context.on("console", lambda message: context.console.append(message.text))
-    context.on("page", lambda page: page.on("console", lambda message: context.console.append(message.text)))
+    context.on("console", lambda message: context.console.append(message.text))  # every page's, the worker's
     yield context
     context.close()
     violations = [text for text in context.console if "content security policy" in text.lower()]
@@ -247,7 +246,6 @@ def phone(browser):
 
 def open_site(context, url: str):
     page = context.new_page()
-    page.on("console", lambda message: context.console.append(message.text))
     page.goto(url)
     wait_ready(page)
     return page
