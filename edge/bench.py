@@ -44,10 +44,12 @@ def bare_loop(model_path: str, threads: int | None, batch: np.ndarray, seconds: 
     """Images/s of the plainest possible LiteRT loop on `batch`: the ceiling for our runner."""
     from ai_edge_litert.interpreter import Interpreter
 
+    from edge.litert import allocate
+
     interpreter = Interpreter(model_path=model_path, num_threads=threads)
     index = interpreter.get_input_details()[0]["index"]
     interpreter.resize_tensor_input(index, batch.shape)
-    interpreter.allocate_tensors()
+    allocate(interpreter)
 
     def invoke():
         interpreter.set_tensor(index, batch)

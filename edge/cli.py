@@ -1,4 +1,4 @@
-"""The edge commands (predict, camera, bench, serve, teach): what `python cli.py` and `python -m edge` both offer.
+"""The edge commands (predict, camera, bench, serve, page, teach): what `python cli.py` and `python -m edge` both offer.
 
 Nothing here imports TensorFlow, so a Pi with only the `edge` extra runs all of it.
 """
@@ -196,6 +196,22 @@ def serve(model: str, host: str, port: int, workers: int | None) -> None:
 
 
 @click.command()
+@click.argument("out", type=click.Path(file_okay=False))
+@model_flag
+def page(out: str, model_flag: str | None) -> None:
+    """Write the phone page as a static site in OUT: any static host (GitHub Pages, https) serves it, at its
+    root or under a sub-path; installable, and it works offline. OUT must be new, empty or an earlier build
+    (replaced whole)."""
+    from edge.build import cache_name, model_site, write_site
+
+    model = chosen_model(model_flag)
+    files = model_site(model)
+    write_site(out, files)
+    size = sum(map(len, files.values()))
+    click.echo(f"wrote {out}: {len(files)} files, {size / 1e6:.1f} MB, {model} ({cache_name(files)})")
+
+
+@click.command()
 @click.argument("samples", type=click.Path(file_okay=False))
 @click.option("--model", type=click.Path(dir_okay=False),
               help="The model to adapt (a .tflite exported with its features output; default: the shipped one).")
@@ -226,5 +242,5 @@ def main() -> None:
     """Read handwritten digits with a .tflite model: no TensorFlow needed."""
 
 
-for _command in (predict, camera, bench, serve, teach):
+for _command in (predict, camera, bench, serve, page, teach):
     main.add_command(_command)

@@ -40,8 +40,20 @@ PROBABILITIES, FEATURES = "probabilities", "features"
 with both, the converter puts `features` (the penultimate layer, which teaching adapts) first."""
 
 
+LARGEST = 1e6
+"""No number in metadata is larger (in magnitude): MNIST models' values are within a few hundred, and
+1e308 or a vector of them, well-formed but absurd, would overflow to inf and nan in the arithmetic."""
+SMALLEST_SCALE = 1e-6
+"""No scale or temperature is smaller: dividing by a smaller one overflows as surely."""
+SCALE = f"a number in [{SMALLEST_SCALE:g}, {LARGEST:g}]"
+
+
 def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and abs(v) <= LARGEST
+
+
+def _scale(v: Any) -> bool:
+    return _number(v) and v >= SMALLEST_SCALE
 
 
 def _int(v: Any) -> bool:
@@ -75,8 +87,8 @@ _FIELDS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("output.shape", _shape(2), "a list of 2 positive integers"),
     ("output.dtype", lambda v: v in TENSOR_DTYPES, f"one of {', '.join(TENSOR_DTYPES)}"),
     ("output.kind", lambda v: v == "probabilities", "'probabilities'"),
-    ("pixel_scaling.scale", lambda v: _number(v) and v > 0, "a positive number"),
-    ("pixel_scaling.offset", _number, "a number"),
+    ("pixel_scaling.scale", _scale, SCALE),
+    ("pixel_scaling.offset", _number, f"a number in [-{LARGEST:g}, {LARGEST:g}]"),
     ("preprocessing.version", lambda v: _int(v) and v >= 1, "a positive integer"),
     ("preprocessing.polarity", lambda v: v == "white-on-black", "'white-on-black'"),
     ("preprocessing.digit_box", lambda v: _int(v) and v > 0, "a positive integer"),
@@ -115,8 +127,8 @@ def _feature_fields(d: int) -> tuple[tuple[str, Callable[[Any], bool], str], ...
     export measured of it on MNIST training images, where teaching starts (edge/adapt.py)."""
     return (
         ("features.dtype", lambda v: v in TENSOR_DTYPES, f"one of {', '.join(TENSOR_DTYPES)}"),
-        ("features.mean", lambda v: _numbers(v, d), f"a list of {d} numbers"),
-        ("features.class_means", lambda v: _matrix(v, 10, d), f"10 lists of {d} numbers"),
+        ("features.mean", lambda v: _numbers(v, d), f"a list of {d} numbers within ±{LARGEST:g}"),
+        ("features.class_means", lambda v: _matrix(v, 10, d), f"10 lists of {d} numbers within ±{LARGEST:g}"),
         ("features.class_log_probabilities", lambda v: _matrix(v, 10, 10), "10 lists of 10 numbers"),
     )
 
@@ -127,13 +139,13 @@ def _adaptation_fields(d: int) -> tuple[tuple[str, Callable[[Any], bool], str], 
         ("adaptation.version", lambda v: v == 1, "1"),
         ("adaptation.samples", lambda v: isinstance(v, list) and len(v) == 10 and all(_int(n) and n >= 0 for n in v)
          and sum(v) > 0, "10 counts, not all zero"),
-        ("adaptation.center", lambda v: _numbers(v, d), f"a list of {d} numbers"),
-        ("adaptation.weights", lambda v: _matrix(v, 10, d), f"10 lists of {d} numbers"),
+        ("adaptation.center", lambda v: _numbers(v, d), f"a list of {d} numbers within ±{LARGEST:g}"),
+        ("adaptation.weights", lambda v: _matrix(v, 10, d), f"10 lists of {d} numbers within ±{LARGEST:g}"),
     )
 
 
 _CONFIDENCE_FIELDS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
-    ("confidence.temperature", lambda v: _number(v) and v > 0, "a positive number"),
+    ("confidence.temperature", _scale, SCALE),
     ("confidence.threshold", _fraction, "a number in [0, 1]"),
     ("confidence.images", lambda v: _int(v) and v > 0, "a positive integer"),
 )
@@ -204,8 +216,8 @@ def _check_quantization(meta: dict, tensor: str, where: str) -> None:
         if scale is not None or zero_point is not None:
             raise _fail(where, f"{tensor}.scale and zero_point", "null for a float32 tensor", (scale, zero_point))
         return
-    if not (_number(scale) and scale > 0):
-        raise _fail(where, f"{tensor}.scale", f"a positive number for a {spec['dtype']} tensor", scale)
+    if not _scale(scale):
+        raise _fail(where, f"{tensor}.scale", f"{SCALE} for a {spec['dtype']} tensor", scale)
     info = np.iinfo(spec["dtype"])
     if not (_int(zero_point) and info.min <= zero_point <= info.max):
         raise _fail(where, f"{tensor}.zero_point", f"an integer in [{info.min}, {info.max}]", zero_point)

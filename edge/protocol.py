@@ -5,10 +5,11 @@ on every byte, so a client trickling a header or a body one byte at a time holds
 ever, and enough of them hold every connection the server allows. Here a request's headers must
 arrive within `headers_seconds` of the connection opening (or of the previous answer), and its body
 within `body_seconds` more; a connection that misses either is closed (with a 408 if part of a
-request came). The app's own
-body deadline (edge/serve.py) is shorter and answers first for uploads it reads; this one covers
-bodies nobody reads. uvicorn answers its `limit_concurrency` and malformed requests in plain text:
-the same limit is enforced here, and both refusals are `{"error": ...}` like every other.
+request came). The app's own body deadline (edge/serve.py) is shorter and answers first for uploads
+it reads; this one covers bodies nobody reads. One address may hold at most `per_address`
+connections, so that one client cannot starve the others of the server's `limit_concurrency`.
+uvicorn answers its `limit_concurrency` and malformed requests in plain text: the same limit is
+enforced here, and all these refusals are `{"error": ...}` like every other.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 HEADERS_SECONDS = 10.0
 BODY_SECONDS = 60.0
+PER_ADDRESS = 16
+"""Open connections allowed from one address: a phone's browser opens six, while 64 idle ones from one
+address (slowloris) would otherwise hold every connection `serve` allows until their deadline."""
 _WAITING = (h11.IDLE, h11.SEND_BODY)  # the client's states while a request is still arriving
 
 
@@ -44,6 +48,7 @@ class GuardedProtocol(H11Protocol):
 
     headers_seconds = HEADERS_SECONDS
     body_seconds = BODY_SECONDS
+    per_address = PER_ADDRESS
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -85,6 +90,13 @@ class GuardedProtocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        address = self.client[0] if self.client else None
+        if address is not None and sum(c.client is not None and c.client[0] == address
+                                       for c in self.connections) > self.per_address:
+            self.transport.write(_error_bytes(503, "Service Unavailable",
+                                              "too many connections from your address; close some and try again"))
+            self.transport.close()
+            return
         self._arm(self.headers_seconds)
 
     def data_received(self, data: bytes) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 from edge.adapt import Adapter
 from edge.confidence import Confidence
 from edge.errors import UserError
+from edge.litert import allocate
 from edge.metadata import FEATURES, PROBABILITIES, dequantize, load_metadata, model_input
 
 
@@ -99,7 +100,7 @@ class DigitModel:
         self.confidence = Confidence.of(self.meta)
         self._batch = shape[0]
         try:  # damaged weights can pass every check above and fail only here (an XNNPACK zero point)
-            self.interpreter.allocate_tensors()
+            allocate(self.interpreter)
         except (ValueError, RuntimeError) as e:
             raise UserError(f"{self.path}: not a usable TFLite model ({str(e).splitlines()[0]})") from None
 

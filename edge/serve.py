@@ -1,7 +1,8 @@
 """The phone page's server: the page, the model for in-browser inference, and a server-side fallback.
 
-Phones run the model themselves (LiteRT.js in `web/`); this app only hands out files, plus
-`POST /api/predict` for browsers that cannot, which answers exactly what `predict --json` does.
+Phones run the model themselves (LiteRT.js in `web/`); this app only hands out the page's files, the
+same build `digitcnn page` writes for static hosts (edge/build.py), held in memory and compressed once,
+plus `POST /api/predict` for browsers that cannot, which answers exactly what `predict --json` does.
 Starlette (not a framework with its own ML stack) keeps the edge install small and TensorFlow-free.
 
 Made to face anyone on the same network: decoding and inference run in a few worker threads
@@ -13,15 +14,12 @@ JSON, `{"error": ...}`, like every other error.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import functools
 import gzip
 import hashlib
-import json
 import logging
+import mimetypes
 import os
-import re
 import socket
 from pathlib import Path
 from typing import AsyncIterator
@@ -34,20 +32,16 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from edge.build import INDEX, NODE_MODULES, WEB, content_security_policy, site
 from edge.errors import UserError
-from edge.metadata import bare_flatbuffer
-from edge.page import RUNTIME, page_root
 from edge.predict import unexpected
 from edge.runner import DigitModel
 from edge.workers import Busy, Workers, default_workers
 
-WEB = page_root() / "web"
-NODE_MODULES = page_root() / "node_modules"
 MAX_UPLOAD = 10 * 1024 * 1024
 """Largest accepted upload (bytes): a 50 MP phone JPEG fits, a mistaken video does not."""
 FORM_OVERHEAD = 64 * 1024
@@ -60,7 +54,10 @@ MAX_CONNECTIONS = 64
 """Open connections (uvicorn's limit_concurrency): beyond this, requests get 503."""
 KEEP_ALIVE_SECONDS = 5
 """An idle keep-alive connection is closed after this long."""
-MEDIA_TYPES = {".js": "text/javascript", ".wasm": "application/wasm"}
+MEDIA_TYPES = {".js": "text/javascript", ".wasm": "application/wasm", ".webmanifest": "application/manifest+json",
+               ".json": "application/json", ".tflite": "application/octet-stream", ".html": "text/html; charset=utf-8",
+               ".css": "text/css; charset=utf-8"}
+"""Types of the page's files that Python's mimetypes does not know, or guesses by the system's tables."""
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
@@ -91,11 +88,26 @@ class _UploadParser(MultiPartParser):
         super().on_part_data(data, start, end)
 
 
-@functools.cache
-def _gzipped(path: Path) -> tuple[bytes, str]:
-    """A runtime file compressed once per process (the 9.4 MB .wasm would cost 0.4 s per request), and its ETag."""
-    body = gzip.compress(path.read_bytes(), 6, mtime=0)
-    return body, f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+class _File:
+    """One file of the page as sent: its bytes (gzip-compressed once, when that pays), type and ETag."""
+
+    def __init__(self, name: str, data: bytes):
+        suffix = name[name.rfind("."):]
+        self.media_type = MEDIA_TYPES.get(suffix) or mimetypes.guess_type(name)[0] or "application/octet-stream"
+        packed = gzip.compress(data, 6, mtime=0) if len(data) >= 500 and suffix != ".png" else data
+        self.gzipped = packed if len(packed) < len(data) else None
+        self.body = data
+        self.etag = f'"{hashlib.sha256(data).hexdigest()[:32]}"'
+
+    def response(self, headers: Headers) -> Response:
+        # no-cache: a phone coming back revalidates (304, no body) and never runs yesterday's code with
+        # today's model; offline, the service worker answers instead.
+        common = {"ETag": self.etag, "Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
+        if headers.get("if-none-match") == self.etag:
+            return Response(status_code=304, headers=common)
+        if self.gzipped is not None and "gzip" in headers.get("accept-encoding", ""):
+            return Response(self.gzipped, media_type=self.media_type, headers={**common, "Content-Encoding": "gzip"})
+        return Response(self.body, media_type=self.media_type, headers=common)
 
 
 def _error(status: int, message: str, *, close: bool = False) -> JSONResponse:
@@ -170,17 +182,6 @@ def _same_origin(headers: Headers, scheme: str) -> bool:
     return mine is not None and mine[0] != "" and _host_port(url.netloc, url.scheme) == mine
 
 
-def content_security_policy(page: str) -> str:
-    """The page's CSP: its own files only; inline scripts (the import map) by hash; WebAssembly
-    compiled (LiteRT.js); images from canvases and photos (blob:, data:); no framing."""
-    inline = [s for s in re.findall(r"<script[^>]*>(.*?)</script>", page, re.S) if s]
-    hashes = "".join(f" 'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'" for s in inline)
-    return ("default-src 'self'; "
-            f"script-src 'self' 'wasm-unsafe-eval'{hashes}; "
-            "style-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; "
-            "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
-
-
 class _Guard:
     """Refuses cross-site POSTs and marks every response nosniff, with the page's CSP."""
 
@@ -220,12 +221,8 @@ def create_app(model_path: str | Path, *, web: Path = WEB, node_modules: Path = 
     `workers` threads (default: one per core) read uploads, `queue` more may wait for them.
     """
     model = DigitModel(model_path)
-    flatbuffer = bare_flatbuffer(model.path.read_bytes())  # metadata goes out on its own, as JSON
-    if not (web / "index.html").is_file():
-        raise UserError(f"{web}: the page's files are missing (index.html)")
-    missing = [name for name in RUNTIME if not (node_modules / name).is_file()]
-    if missing:
-        raise UserError(f"{node_modules / missing[0]}: missing; run `npm ci` in {node_modules.parent}")
+    files = {name: _File(name, data)
+             for name, data in site(model.path.read_bytes(), model.meta, web=web, node_modules=node_modules).items()}
     readers = Workers(model.path, workers or default_workers(), queue)
 
     async def predict(request: Request) -> Response:
@@ -254,20 +251,12 @@ def create_app(model_path: str | Path, *, web: Path = WEB, node_modules: Path = 
             return _refusal(request.headers, 400, str(e))
         return JSONResponse(answer, status_code=415 if "error" in answer else 200)
 
-    async def runtime(request: Request) -> Response:
+    async def page(request: Request) -> Response:
         name = request.path_params["name"]
-        if name not in RUNTIME:
+        file = files.get(name + INDEX if name == "" or name.endswith("/") else name)
+        if file is None:
             return _error(404, f"{name}: not served")
-        path = node_modules / name
-        media_type = MEDIA_TYPES[path.suffix]
-        if "gzip" not in request.headers.get("accept-encoding", ""):
-            return FileResponse(path, media_type=media_type)
-        body, etag = _gzipped(path)
-        # A phone coming back revalidates and gets 304 instead of 3 MB again.
-        headers = {"ETag": etag, "Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
-        if request.headers.get("if-none-match") == etag:
-            return Response(status_code=304, headers=headers)
-        return Response(body, media_type=media_type, headers={**headers, "Content-Encoding": "gzip"})
+        return file.response(request.headers)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -276,14 +265,10 @@ def create_app(model_path: str | Path, *, web: Path = WEB, node_modules: Path = 
 
     routes = [
         Route("/api/predict", predict, methods=["POST"]),
-        Route("/model.tflite", lambda _: Response(flatbuffer, media_type="application/octet-stream")),
-        Route("/model.json", lambda _: Response(json.dumps(model.meta), media_type="application/json")),
-        Route("/node_modules/{name:path}", runtime),
-        Mount("/", StaticFiles(directory=web, html=True)),
+        Route("/{name:path}", page, methods=["GET", "HEAD"]),
     ]
-    for name in RUNTIME:
-        _gzipped(node_modules / name)
-    csp = content_security_policy((web / "index.html").read_text(encoding="utf-8"))
+    # The header can say what the page's own <meta> policy cannot: no framing by other sites.
+    csp = f"{content_security_policy(files[INDEX].body.decode())}; frame-ancestors 'none'"
     return Starlette(routes=routes, lifespan=lifespan,
                      middleware=[Middleware(_Guard, csp=csp), Middleware(GZipMiddleware, minimum_size=500)],
                      exception_handlers={HTTPException: _http_error, Exception: _server_error})

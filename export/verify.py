@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
+from edge.litert import allocate
 from edge.metadata import FEATURES, PROBABILITIES, dequantize, model_input, probabilities
 from edge.runner import named_outputs
 
@@ -17,7 +18,7 @@ def resize(interpreter: Interpreter, batch: int) -> None:
     """Make the fixed batch-1 model take `batch` images per invoke."""
     detail = interpreter.get_input_details()[0]
     interpreter.resize_tensor_input(detail["index"], [batch, *detail["shape_signature"][1:]])
-    interpreter.allocate_tensors()
+    allocate(interpreter)
 
 
 def load_interpreter(model: bytes, batch: int = 1, threads: int = 1) -> Interpreter:

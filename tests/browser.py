@@ -39,7 +39,7 @@ def missing() -> str | None:
     try:
         import playwright  # noqa: F401
 
-        from edge.serve import NODE_MODULES, RUNTIME
+        from edge.build import NODE_MODULES, RUNTIME
     except ImportError as e:
         return f"{e.name} is not installed (pip install -e '.[serve,dev]')"
     if not CHROMIUM.exists():

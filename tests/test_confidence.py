@@ -126,7 +126,8 @@ def test_evaluate_counts_what_the_rule_withholds_and_scores_the_best_guess(int8_
 def test_the_server_answers_by_the_rule(unsure_model, digit_pngs, tmp_path):
     from starlette.testclient import TestClient
 
-    from edge.serve import RUNTIME, create_app
+    from edge.page import RUNTIME
+    from edge.serve import create_app
 
     runtime = tmp_path / "node_modules"  # stand-ins: this needs no `npm ci`
     for name in RUNTIME:

@@ -30,6 +30,7 @@ from browser import serving
 from conftest import BLOCK_TENSORFLOW, ROOT, messages, run_cli
 from edge import serve, workers
 from edge.errors import UserError
+from edge.page import RUNTIME
 from edge.metadata import bare_flatbuffer, load_metadata
 from edge.protocol import GuardedProtocol
 
@@ -40,7 +41,7 @@ CHUNK = 64 * 1024
 def fake_runtime(tmp_path_factory):
     """A node_modules holding only stand-ins for the allow-listed files (API tests need no `npm ci`)."""
     root = tmp_path_factory.mktemp("node_modules")
-    for name in (*serve.RUNTIME, "@litertjs/core/package.json"):
+    for name in (*RUNTIME, "@litertjs/core/package.json"):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(b"\0asm" + bytes(4096) if name.endswith(".wasm") else b"export {};\n" * 100)
     return root
@@ -129,7 +130,8 @@ def test_only_allow_listed_runtime_files_are_served_compressed(client, fake_runt
     assert again.status_code == 304 and again.content == b""
     assert client.get("/node_modules/@litertjs/core/dist/index.js").headers["content-type"].startswith("text/javascript")
     refused = client.get("/node_modules/@litertjs/core/package.json")
-    assert refused.status_code == 404 and refused.json() == {"error": "@litertjs/core/package.json: not served"}
+    assert refused.status_code == 404
+    assert refused.json() == {"error": "node_modules/@litertjs/core/package.json: not served"}
     assert client.get("/", headers={"accept-encoding": "gzip"}).headers["content-encoding"] == "gzip"
 
 
@@ -469,3 +471,28 @@ def test_a_connection_over_the_limit_is_a_json_503(crowded_server):
         assert held.recv(16).startswith(b"HTTP/1.1 200")
         status, error = _json_error(_exchange(crowded_server, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
         assert status.startswith("HTTP/1.1 503 ") and "too many connections" in error["error"]
+
+
+@pytest.fixture(scope="module")
+def capped_server(int8_model):
+    """The real server allowing two connections per address, kept open a minute when idle."""
+    capped = type("Capped", (GuardedProtocol,), {"headers_seconds": 60, "per_address": 2})
+    with serving(int8_model, http=capped) as url:
+        yield urlsplit(url).hostname, urlsplit(url).port
+
+
+def test_one_address_cannot_hold_every_connection(capped_server):
+    """Idle connections past one address's share are refused at once (slowloris); another address gets in."""
+    held = [socket.create_connection(capped_server, timeout=30) for _ in range(2)]
+    try:
+        status, error = _json_error(_exchange(capped_server, b""))  # refused on arrival, before any request
+        assert status.startswith("HTTP/1.1 503 ") and "from your address" in error["error"]
+        with socket.socket() as other:
+            other.settimeout(30)
+            other.bind(("127.0.0.2", 0))
+            other.connect(capped_server)
+            other.sendall(b"GET /model.json HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert other.recv(16).startswith(b"HTTP/1.1 200")
+    finally:
+        for connection in held:
+            connection.close()

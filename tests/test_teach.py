@@ -21,7 +21,8 @@ from edge.adapt import Adapter, fit, review
 from edge.errors import UserError
 from edge.preprocess import to_mnist
 from edge.runner import DigitModel
-from edge.serve import RUNTIME, create_app
+from edge.page import RUNTIME
+from edge.serve import create_app
 from edge.shipped import SHIPPED_MODEL
 from edge.teach import check_output
 from strokes import CONTINENTAL, ORDINARY, jittered, render

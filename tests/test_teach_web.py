@@ -6,7 +6,6 @@ Skipped like tests/test_web.py when the browser is missing, except under CI=true
 
 from __future__ import annotations
 
-import base64
 import os
 import zipfile
 
@@ -46,6 +45,12 @@ def open_page(context, url: str):
     page.goto(url)
     wait_ready(page)
     return page
+
+
+def kept_samples(page) -> list[dict]:
+    """The samples the page keeps in this browser (web/store.js, IndexedDB), pixels as lists."""
+    return page.evaluate("""async () => (await (await import('/store.js')).loadSamples())
+        .map(({digit, pixels}) => ({digit, pixels: Array.from(pixels)}))""")
 
 
 def read(page, strokes) -> int | None:
@@ -113,7 +118,7 @@ def test_forget_brings_back_the_base_model(browser, site):
     wait_until(page, "!window.digitcnn.teach.adapted")
     assert read(page, CONTINENTAL[7]) != 7 and page.evaluate("window.digitcnn.model") == "base"
     assert "base model" in page.text_content("#taught") and page.is_hidden("#forget")
-    assert page.evaluate("localStorage.length") == 0
+    assert kept_samples(page) == []
     context.close()
 
 
@@ -135,10 +140,10 @@ def test_page_and_python_adapt_alike(taught, int8_model, tmp_path, mnist_npz):
     with zipfile.ZipFile(exported) as zf:
         assert zf.testzip() is None and len(zf.namelist()) == ROUNDS * 10
         zf.extractall(folder)
-    kept = page.evaluate("JSON.parse(localStorage.getItem('digitcnn.samples'))")
+    kept = kept_samples(page)
     for n, sample in enumerate(kept):  # the PNGs hold exactly the page's samples, which Python reads as they are
         name = folder / f"{sample['digit']}_{sum(s['digit'] == sample['digit'] for s in kept[:n + 1]):02d}.png"
-        pixels = np.frombuffer(base64.b64decode(sample["pixels"]), np.uint8).reshape(28, 28)
+        pixels = np.array(sample["pixels"], np.uint8).reshape(28, 28)
         assert Image.open(name).mode == "L" and np.array_equal(to_mnist(Image.open(name)), pixels), name
     out = tmp_path / "taught.tflite"
     run_cli("teach", str(folder), "--model", str(int8_model), "--out", str(out))

@@ -157,3 +157,13 @@ def test_installed_wheel_serves_the_page_model_and_runtime(installed, user_env, 
     finally:
         server.terminate()
         server.wait(30)
+
+
+def test_installed_wheel_writes_the_static_site(installed, user_env, elsewhere):
+    """`digitcnn page` needs no checkout either: the page and runtime come from the wheel."""
+    result = subprocess.run([str(installed / "digitcnn"), "page", "site"], capture_output=True, text=True,
+                            timeout=300, env=user_env, cwd=elsewhere)
+    assert result.returncode == 0, result.stderr[-3000:]
+    built = {p.relative_to(elsewhere / "site").as_posix() for p in (elsewhere / "site").rglob("*") if p.is_file()}
+    assert {"index.html", "sw.js", "manifest.webmanifest", "model.tflite", "model.json"} <= built
+    assert {f"node_modules/{name}" for name in RUNTIME} <= built

@@ -3,6 +3,7 @@ import {answer as reply, loadModel} from './model.js';
 import {SIZE, toMnist} from './preprocess.js';
 import {Teacher} from './teach.js';
 import {mountInside} from './inside/inside.js';  // issue 24: the Inside view
+import './install.js';
 
 const $ = (id) => document.getElementById(id);
 const pad = $('pad');
@@ -63,7 +64,7 @@ async function read(image, upload, start = performance.now()) {
 async function askServer(blob) {
   const form = new FormData();
   form.append('file', blob, 'image.png');
-  const response = await fetch('/api/predict', {method: 'POST', body: form});
+  const response = await fetch('api/predict', {method: 'POST', body: form});
   const answer = await response.json();
   if (!response.ok) throw new Error(answer.error);
   return answer;

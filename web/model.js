@@ -4,7 +4,7 @@ import {calibrate, rule} from './confidence.js';
 
 // The compat build, named rather than left to LiteRT.js, which picks the relaxed-SIMD build where it can:
 // the server carries only this one (edge/page.py RUNTIME), which every browser runs, iPhones included.
-const RUNTIME = '/node_modules/@litertjs/core/wasm/litert_wasm_compat_internal.js';
+const RUNTIME = new URL('node_modules/@litertjs/core/wasm/litert_wasm_compat_internal.js', import.meta.url).href;
 
 // LiteRT logs its start-up (INFO, WARNING lines) on console.error; pass on only the rest.
 globalThis.Module = {printErr: (text) => { if (!/^(INFO|WARNING):/.test(text)) console.warn(text); }};
@@ -20,10 +20,10 @@ const FEATURES = 'features';
  */
 export async function loadModel() {
   const [meta] = await Promise.all([
-    fetch('/model.json').then((r) => r.json()),
+    fetch(new URL('model.json', import.meta.url)).then((r) => r.json()),
     loadLiteRt(RUNTIME),
   ]);
-  const model = await loadAndCompile('/model.tflite', {accelerator: 'wasm'});
+  const model = await loadAndCompile(new URL('model.tflite', import.meta.url).href, {accelerator: 'wasm'});
   return {meta, run: (pixels) => outputs(model, meta, pixels), stages: (pixels) => stages(model, meta, pixels)};
 }
 

@@ -2,27 +2,10 @@
 // the model to them (web/adapt.js, the port of edge/adapt.py). "Forget" deletes them.
 import {adapt, apply, describe} from './adapt.js';
 import {samplesZip} from './samples-zip.js';
+import {loadSamples, saveSamples} from './store.js';
 
-const STORE = 'digitcnn.samples';  // localStorage: [{digit, pixels: base64 of 784 bytes}]
 const ROUNDS = 3;  // each digit three times: about 30 s, and enough for a steady adaptation
 const DIGITS = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
-
-const toBase64 = (bytes) => btoa(String.fromCharCode(...bytes));
-const fromBase64 = (text) => Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
-
-/** Samples kept in this browser: [{digit, pixels: Uint8Array(784)}]; unreadable storage counts as none. */
-function loadSamples() {
-  try {
-    return JSON.parse(localStorage.getItem(STORE) ?? '[]').map(({digit, pixels}) => ({digit, pixels: fromBase64(pixels)}));
-  } catch {
-    return [];
-  }
-}
-
-function saveSamples(samples) {
-  if (samples.length === 0) return localStorage.removeItem(STORE);
-  localStorage.setItem(STORE, JSON.stringify(samples.map(({digit, pixels}) => ({digit, pixels: toBase64(pixels)}))));
-}
 
 /**
  * The teaching side of the page. `model` is web/model.js's; `ui` gives the pad's framed pixels
@@ -34,7 +17,8 @@ export class Teacher {
     this.model = model;
     this.ui = ui;
     this.state = state;
-    this.samples = loadSamples();
+    this.samples = [];
+    this.loaded = loadSamples().then((samples) => { this.samples = samples; });  // IndexedDB (web/store.js)
     this.queue = [];  // digits still to ask for in this teaching session
     this.adaptation = null;
     this.issues = [];  // about the samples (edge/adapt.py review): digits with none or few, samples unlike their label
@@ -48,6 +32,7 @@ export class Teacher {
 
   /** Fits the adaptation to the stored samples (else takes the served model's own), and publishes it. */
   async refresh() {
+    await this.loaded;
     this.adaptation = this.source = null;
     this.issues = [];
     if (this.samples.length && this.canTeach) {
@@ -110,13 +95,13 @@ export class Teacher {
     const taught = new Set(this.fresh.map((s) => s.digit));
     this.samples = [...this.samples.filter((s) => !taught.has(s.digit)), ...this.fresh];
     this.fresh = [];
-    saveSamples(this.samples);
+    await saveSamples(this.samples);
     await this.refresh();
   }
 
   async forget() {
     this.samples = [];
-    saveSamples(this.samples);
+    await saveSamples(this.samples);
     await this.refresh();
   }
 
