@@ -120,6 +120,7 @@ def test_the_keyboard_reaches_every_control_and_reads_a_chosen_file(browser, sit
     page.keyboard.press("Enter")
     wait_until(page, "!window.digitcnn.teach.active && window.digitcnn.teach.samples === 1")
     assert focused(page) == "taught-heading"
+    assert "Samples taught on this computer: 1." in page.text_content("#taught")  # a mouse: not "this phone"
     page.context.close()
 
 

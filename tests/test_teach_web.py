@@ -103,7 +103,7 @@ def test_the_page_learns_a_hand_and_still_reads_ordinary_digits(taught, site):
     # Every sample given was kept: the photo, and the last digit on the pad when Done was pressed.
     assert state["samples"] == ROUNDS * 10 and state["source"] == "browser" and state["issues"] == []
     assert "taught your writing" in after["status"]  # the status line says what the panel says
-    assert "Taught on this phone with 30 samples" in page.text_content("#taught")
+    assert "Samples taught on this phone: 30." in page.text_content("#taught")
     assert after["focus"] == "taught-heading"
     assert 7 in [change["digit"] for change in state["differently"]], state["differently"]
     assert "Now it reads your" in page.text_content("#differently") and "7" in page.text_content("#differently")
@@ -158,7 +158,7 @@ def test_a_sample_that_looks_wrong_can_be_seen_relabelled_and_removed(browser, s
     name = state["names"][slip["index"]]
     assert name == "6_02"  # the second 6 given, as the zip calls it
     says = page.text_content("#issues")
-    assert "Digit 3: no samples" in says and f"sample {name} reads as 0" in says
+    assert "No samples of 3:" in says and f"sample {name} reads as 0" in says
     page.click("#samples-title")
     flagged = page.locator("#samples li.flagged")
     assert flagged.count() == 1 and "reads as 0" in flagged.text_content()

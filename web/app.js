@@ -364,11 +364,15 @@ function showTeach(teach = state.teach) {
     say($('differently'), 'teach.differently', {digits: () => listed(changed.map((c) => c.digit)),
                                                  before: () => listed(changed.map((c) => c.was))});
   } else say($('differently'), 'teach.same');
-  $('issues').replaceChildren(...teach.issues.map((issue) => {
+  // Digits with no or few samples in one line each; each sample unlike its label in its own line, by its name.
+  const digits = (kind) => teach.issues.filter((i) => i.kind === kind).map((i) => i.digit);
+  const lines = [['issue.missing', {digits: () => listed(digits('missing'))}], ['issue.few', {digits: () => listed(digits('few'))}]]
+    .filter(([key]) => digits(key.slice(6)).length)
+    .concat(teach.issues.filter((i) => i.kind === 'unlike').map((issue) => [issue.alone ? 'issue.alone' : 'issue.unlike',
+      {digit: issue.digit, name: teach.names[issue.index], reads: issue.reads_as}]));
+  $('issues').replaceChildren(...lines.map(([key, params]) => {
     const li = document.createElement('li');
-    const name = 'index' in issue ? teach.names[issue.index] : '';
-    const key = {missing: 'issue.missing', few: 'issue.few'}[issue.kind] ?? (issue.alone ? 'issue.alone' : 'issue.unlike');
-    say(li, key, {digit: issue.digit, count: issue.count, name, reads: issue.reads_as});
+    say(li, key, params);
     return li;
   }));
   showSamples(teach);
@@ -394,8 +398,9 @@ function showSamples(teach) {
     const label = document.createElement('label');
     const select = document.createElement('select');
     select.dataset.index = index;
+    select.setAttribute('aria-label', t('sample.label', {name}));
     select.append(...Array.from({length: 10}, (_, d) => new Option(String(d), String(d), false, d === sample.digit)));
-    label.append(t('sample.label', {name}), select);
+    label.append(name, select);
     const remove = document.createElement('button');
     remove.type = 'button';
     remove.dataset.index = index;
