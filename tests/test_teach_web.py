@@ -50,6 +50,7 @@ def open_page(context, url: str):
 
 def read(page, strokes) -> int | None:
     page.click("#clear")
+    page.evaluate("window.scrollTo(0, 0)")  # back to the pad, from the summary Done scrolled to
     return draw(page, strokes)["digit"]
 
 
