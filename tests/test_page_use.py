@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -154,6 +155,9 @@ def test_axe_finds_nothing_serious_before_during_and_after_teach(browser, site, 
     page.click("#forget")
     assert page.is_visible("#forget-dialog")
     assert axe(page) == []
+    if lang == "zh-CN":  # every word on screen translated: only names and formats stay in Latin letters
+        words = set(re.findall(r"[A-Za-z]{2,}", page.evaluate("document.body.innerText")))
+        assert words <= {"digitcnn"}, words
     page.context.close()
 
 
@@ -161,11 +165,17 @@ def test_the_page_speaks_plain_words_and_says_why_a_control_cannot_work(browser,
     """Nothing is claimed before anything is drawn; a file that is no picture clears the old answer and
     is announced; the 28x28 preview has a visible caption."""
     page = open_page(browser, site)
+    assert page.evaluate("import('/i18n.js').then((i18n) => i18n.missingKeys())") == {"zh-CN": [], "en": []}
+    assert page.get_attribute("#photo", "capture") is None  # phones offer the gallery as well as the camera
     assert page.text_content("#digit") == "" and page.text_content("#confidence") == "draw a digit"
     assert page.is_visible("figcaption") and "model sees" in page.text_content("figcaption")
     assert "this phone" in page.text_content("#status")
     draw(page, ORDINARY[7])
     assert page.text_content("#digit") == "7" and "sure" in page.text_content("#confidence")
+    page.evaluate("import('/i18n.js').then((i18n) => i18n.setLocale('zh-CN'))")  # as the language switch does
+    assert "把握" in page.text_content("#confidence") and "手机" in page.text_content("#status")
+    assert page.text_content("#clear") == "清除"
+    page.evaluate("import('/i18n.js').then((i18n) => i18n.setLocale('en'))")
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a picture")
     page.set_input_files("#photo", str(broken))
