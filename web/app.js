@@ -1,15 +1,16 @@
 // The phone page: draw, photograph or film a digit or a number; the model answers in the browser, else the server does.
-import {addStrings, t, translate} from './i18n.js';
+import {addStrings, translate} from './i18n.js';
 import {answer as reply, loadModel} from './model.js';
 import {MAX_ASPECT, findDigits, numberAnswer} from './multi.js';
 import {SIZE, toMnist} from './preprocess.js';
+import {$, put, say, where} from './say.js';
 import strings from './strings/page.js';
 import {Teacher} from './teach.js';
+import {bindTeaching, showTeaching} from './teach-view.js';
 
 addStrings(strings);
 translate();
 
-const $ = (id) => document.getElementById(id);
 const pad = $('pad');
 const view = pad.getContext('2d');
 // Strokes go twice: onto the pad at the screen's resolution, and onto a small canvas that is read.
@@ -21,9 +22,6 @@ const ink = reading.getContext('2d', {willReadFrequently: true});
 const BRUSH = 1 / 14;  // of the pad's side: a finger's stroke, about MNIST's 2 px once the digit is 20 px tall
 const PHOTO_SIDE = 1024;  // photos are read at this long side at most, as edge/preprocess/load.py LOAD_SIDE
 const CAMERA_ROI = 0.6;  // the centred square read from the live camera (`camera --roi`)
-// The device as its owner calls it: a touch screen is "this phone", a mouse "this computer".
-const WHERE = matchMedia('(pointer: coarse)').matches ? 'where.phone' : 'where.computer';
-const where = () => t(WHERE);
 
 // State the tests, the benchmark and other views read: which path and model answered, how fast, when the
 // model was ready, the last 28x28 pixels read (the first digit's, for a number) and every digit's of a number.
@@ -31,20 +29,6 @@ const state = window.digitcnn = {path: null, model: null, answer: null, pixels: 
                                  preprocessMs: [], readyAt: null, error: null, teach: {}};
 let teacher = null;  // the model in the browser, adapted or not (web/teach.js); null while the server answers
 const forceServer = new URLSearchParams(location.search).has('server');
-
-// Texts set from here, kept as (key, params) so a change of language rewrites them; a param may be a function.
-const texts = new Map();
-const resolve = (params) => Object.fromEntries(Object.entries(params).map(([k, v]) => [k, typeof v === 'function' ? v() : v]));
-function say(element, key, params = {}) {
-  delete element.dataset.i18n;  // from now on this text is set here, not by translate()
-  if (key) texts.set(element, [key, params]);
-  else texts.delete(element);
-  element.textContent = key ? t(key, resolve(params)) : '';
-}
-function put(element, text) {
-  texts.delete(element);
-  element.textContent = text;
-}
 
 let showingPhoto = false;
 let photoPixels = null;  // the photo on the pad, framed: what Next takes while teaching
@@ -345,129 +329,15 @@ function showReady() {
   if (teacher) say($('status'), state.teach.adapted ? 'status.readyTaught' : 'status.ready', {where});
 }
 
-const listed = (digits) => digits.join(t('list.and'));
-
-/** The teaching panel under the pad: what the model was taught, what now reads differently, each sample. */
-function showTeach(teach = state.teach) {
-  $('teach-nav').hidden = !teach.active;
-  $('teach').hidden = teach.active || !teach.canTeach;
-  for (const id of ['forget', 'export']) $(id).hidden = teach.active || teach.samples === 0;
+/** What teaching changed: the panel, the answer line (or the prompt) and the ready line. */
+function changed(teach) {
+  showTeaching(teach, teacher.samples);
   showAnswer();
-  if (teach.active) return;
-  say($('taught-heading'), teach.adapted ? 'teach.heading.taught' : 'teach.heading.base');
-  if (teach.source === 'browser') say($('taught'), 'teach.taught', {where, count: teach.samples});
-  else if (teach.source === 'server') say($('taught'), 'teach.server');
-  else say($('taught'), teach.canTeach ? 'teach.base' : 'teach.cannot');
-  const changed = teach.differently ?? [];
-  if (teach.source !== 'browser') say($('differently'), null);
-  else if (changed.length) {
-    say($('differently'), 'teach.differently', {digits: () => listed(changed.map((c) => c.digit)),
-                                                 before: () => listed(changed.map((c) => c.was))});
-  } else say($('differently'), 'teach.same');
-  // Digits with no or few samples in one line each; each sample unlike its label in its own line, by its name.
-  const digits = (kind) => teach.issues.filter((i) => i.kind === kind).map((i) => i.digit);
-  const lines = [['issue.missing', {digits: () => listed(digits('missing'))}], ['issue.few', {digits: () => listed(digits('few'))}]]
-    .filter(([key]) => digits(key.slice(6)).length)
-    .concat(teach.issues.filter((i) => i.kind === 'unlike').map((issue) => [issue.alone ? 'issue.alone' : 'issue.unlike',
-      {digit: issue.digit, name: teach.names[issue.index], reads: issue.reads_as}]));
-  $('issues').replaceChildren(...lines.map(([key, params]) => {
-    const li = document.createElement('li');
-    say(li, key, params);
-    return li;
-  }));
-  showSamples(teach);
   showReady();
 }
-
-/** Every sample: its picture, its label (a list to change it) and a Remove button; flagged ones say what they read as. */
-function showSamples(teach) {
-  $('samples-box').hidden = teach.samples === 0;
-  say($('samples-title'), 'teach.samples', {count: teach.samples});
-  const flagged = new Map(teach.issues.filter((i) => 'index' in i).map((i) => [i.index, i.reads_as]));
-  $('samples').replaceChildren(...teacher.samples.map((sample, index) => {
-    const name = teach.names[index];
-    const li = document.createElement('li');
-    li.classList.toggle('flagged', flagged.has(index));
-    const picture = document.createElement('canvas');
-    picture.width = picture.height = SIZE;
-    picture.setAttribute('role', 'img');
-    picture.setAttribute('aria-label', t('sample.picture', {name}));
-    const frame = picture.getContext('2d').createImageData(SIZE, SIZE);
-    sample.pixels.forEach((v, i) => frame.data.set([v, v, v, 255], 4 * i));
-    picture.getContext('2d').putImageData(frame, 0, 0);
-    const label = document.createElement('label');
-    const select = document.createElement('select');
-    select.dataset.index = index;
-    select.setAttribute('aria-label', t('sample.label', {name}));
-    select.append(...Array.from({length: 10}, (_, d) => new Option(String(d), String(d), false, d === sample.digit)));
-    label.append(name, select);
-    const remove = document.createElement('button');
-    remove.type = 'button';
-    remove.dataset.index = index;
-    remove.className = 'remove';
-    remove.textContent = t('sample.remove');
-    remove.setAttribute('aria-label', t('sample.removeLabel', {name}));
-    li.append(picture, label, remove);
-    if (flagged.has(index)) {
-      const reads = document.createElement('span');
-      reads.className = 'reads';
-      reads.textContent = t('sample.reads', {digit: flagged.get(index)});
-      li.append(reads);
-    }
-    return li;
-  }));
-}
-
-const teaching = (action) => (...args) => action(...args).catch(failed);
-$('teach').addEventListener('click', () => {
-  stopCamera();
-  teacher.start();
-  $('next').focus();  // a keyboard user goes on with Next (or Photo); the prompt is announced
-});
-$('next').addEventListener('click', teaching(() => teacher.next()));
-$('skip').addEventListener('click', teaching(() => teacher.skip()));
-$('done').addEventListener('click', teaching(async () => {
-  await teacher.done();
-  $('taught-heading').focus();  // what was taught, read out and scrolled into view
-}));
-// Removing or relabelling one sample: the panel is rebuilt, focus returns to the same place in it.
-$('samples').addEventListener('change', teaching(async (e) => {
-  const index = Number(e.target.dataset.index);
-  await teacher.relabel(index, Number(e.target.value));
-  $('samples').querySelector(`select[data-index="${index}"]`)?.focus();
-}));
-$('samples').addEventListener('click', (e) => {
-  if (!e.target.classList.contains('remove')) return;
-  const index = Number(e.target.dataset.index);
-  teaching(async () => {
-    await teacher.remove(index);
-    const buttons = $('samples').querySelectorAll('button.remove');
-    (buttons[Math.min(index, buttons.length - 1)] ?? $('taught-heading')).focus();
-  })();
-});
-$('forget').addEventListener('click', () => {
-  say($('forget-ask'), 'forget.ask', {count: teacher.samples.length});
-  $('forget-dialog').showModal();
-});
-$('forget-dialog').addEventListener('close', teaching(async () => {
-  if ($('forget-dialog').returnValue !== 'forget') return;
-  await teacher.forget();
-  $('teach').focus();
-}));
-$('export').addEventListener('click', () => {
-  const link = document.createElement('a');
-  link.href = URL.createObjectURL(teacher.exportSamples());
-  link.download = 'digitcnn-samples.zip';
-  link.click();
-  setTimeout(() => URL.revokeObjectURL(link.href), 1000);
-});
-
-window.addEventListener('localechange', () => {
-  for (const [element, [key, params]] of texts) {
-    if (element.isConnected) element.textContent = t(key, resolve(params));
-    else texts.delete(element);
-  }
-  if (teacher) showTeach();
+bindTeaching(() => teacher, {failed, stopCamera});
+window.addEventListener('localechange', () => {  // texts set with say() are rewritten by web/say.js
+  if (teacher) changed(state.teach);
 });
 
 /** Runs the pipeline on a sample stroke while idle, so the first real stroke meets compiled code. */
@@ -497,7 +367,7 @@ if (forceServer) {
 } else {
   loadModel().then(async (loaded) => {
     const taught = new Teacher(loaded, {pixels: () => (showingPhoto ? photoPixels
-      : toMnist(ink.getImageData(0, 0, READ_SIDE, READ_SIDE))), clear: clearPad, changed: showTeach}, state);
+      : toMnist(ink.getImageData(0, 0, READ_SIDE, READ_SIDE))), clear: clearPad, changed}, state);
     teacher = taught;
     await taught.load();  // adapts to samples kept from an earlier visit, if any
     state.readyAt = performance.now();
