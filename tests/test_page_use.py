@@ -79,6 +79,11 @@ def test_the_pad_is_square_and_a_circle_stays_a_circle(browser, site, width, hei
     assert answer["digit"] == 0, answer
     if os.environ.get("DIGITCNN_SCREENSHOTS"):
         page.screenshot(path=Path(os.environ["DIGITCNN_SCREENSHOTS"]) / f"page-{width}x{height}.png")
+    page.click("#teach")  # teaching adds a row of buttons: the pad stays square, and all is still on screen
+    teaching = page.locator("#pad").bounding_box()
+    done = page.locator("#done").bounding_box()
+    assert abs(teaching["width"] - teaching["height"]) <= 1 and teaching["width"] >= 0.5 * min(width, height), teaching
+    assert done["y"] + done["height"] <= height, done
     page.context.close()
 
 
