@@ -58,6 +58,9 @@ def open_page(browser, url: str, width: int = 390, height: int = 844, **options)
     context = browser.new_context(viewport={"width": width, "height": height}, device_scale_factor=2 if phone else 1,
                                   has_touch=phone, **options)
     page = context.new_page()
+    # Playwright starts intercepting file pickers when a listener first appears, asynchronously: one added
+    # only at expect_file_chooser can miss a picker opened at once. Listening from the start, none is missed.
+    page.on("filechooser", lambda chooser: None)
     page.goto(url)
     wait_ready(page)
     return page

@@ -54,7 +54,8 @@ function fitPad() {
 /**
  * Reads one image (ImageData): one digit, or a number when several digits are found (web/multi.js, as
  * `predict --multi`). `upload` makes the bytes the server reads if the browser cannot (one digit only).
- * `start` (a performance.now() time, e.g. the stroke's end) is where the measured latency begins.
+ * `start` (a performance.now() time, e.g. the stroke's end) is where the measured latency begins;
+ * `numbers` false reads one digit only (the live camera, as `camera` does).
  */
 async function read(image, upload, start = performance.now(), numbers = true) {
   const pixels = toMnist(image);
