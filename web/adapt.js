@@ -112,19 +112,6 @@ export function review(features, labels, probabilities, meta) {
   return issues;
 }
 
-/** One line for a review record (edge/adapt.py describe). */
-export function describe(issue, name) {
-  const {digit} = issue;
-  if (issue.kind === 'missing') return `digit ${digit}: no samples, so the base model reads it as before`;
-  if (issue.kind === 'few') {
-    return `digit ${digit}: only ${issue.count} sample${issue.count > 1 ? 's' : ''}; ${FEW} or more adapt the model more surely`;
-  }
-  if (issue.alone) {
-    return `digit ${digit}: ${name}, its only sample, reads as ${issue.reads_as}: a wrong label, or a style that one sample cannot teach`;
-  }
-  return `digit ${digit}: ${name} reads as ${issue.reads_as} and looks most like one of your ${issue.reads_as}s: check its label`;
-}
-
 /** fit and review together: what the page needs after a teaching session. */
 export function adapt(features, labels, probabilities, meta) {
   const issues = review(features, labels, probabilities, meta);

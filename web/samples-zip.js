@@ -43,14 +43,20 @@ export function grayPng(pixels, side = 28) {
     pngChunk('IDAT', zlib), pngChunk('IEND', [])]);
 }
 
-/** A zip (Blob) of the samples [{digit, pixels}] as <digit>_<n>.png, numbered per digit from 1. */
-export function samplesZip(samples) {
+/** Each sample's name, as the zip and the page call it: <digit>_<n>, numbered per digit from 01. */
+export function sampleNames(samples) {
   const counts = {};
-  const files = samples.map(({digit, pixels}) => {
+  return samples.map(({digit}) => {
     counts[digit] = (counts[digit] ?? 0) + 1;
-    return {name: Uint8Array.from(`${digit}_${String(counts[digit]).padStart(2, '0')}.png`, (c) => c.charCodeAt(0)),
-            data: grayPng(pixels)};
+    return `${digit}_${String(counts[digit]).padStart(2, '0')}`;
   });
+}
+
+/** A zip (Blob) of the samples [{digit, pixels}] as <name>.png (`sampleNames`). */
+export function samplesZip(samples) {
+  const names = sampleNames(samples);
+  const files = samples.map(({pixels}, i) => ({name: Uint8Array.from(`${names[i]}.png`, (c) => c.charCodeAt(0)),
+                                              data: grayPng(pixels)}));
   const local = [], central = [];
   let offset = 0;
   for (const {name, data} of files) {

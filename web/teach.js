@@ -1,16 +1,34 @@
 // Teach mode: the page asks for each digit in turn, keeps the samples in this browser only, and adapts
-// the model to them (web/adapt.js, the port of edge/adapt.py). "Forget" deletes them.
-import {adapt, apply, describe} from './adapt.js';
-import {samplesZip} from './samples-zip.js';
+// the model to them (web/adapt.js, the port of edge/adapt.py). The user can see every sample, remove
+// or relabel one, and "Forget" them all. No DOM here: web/app.js shows what `publish` reports.
+// The samples live in IndexedDB (web/store.js).
+import {adapt, apply} from './adapt.js';
+import {sampleNames, samplesZip} from './samples-zip.js';
 import {loadSamples, saveSamples} from './store.js';
 
-const ROUNDS = 3;  // each digit three times: about 30 s, and enough for a steady adaptation
+export const ROUNDS = 3;  // each digit three times: about 30 s, and enough for a steady adaptation
 const DIGITS = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+
+const argmax = (values) => values.reduce((best, v, i) => (v > values[best] ? i : best), 0);
+
+/**
+ * For each taught digit that the base model misread in the samples and the adapted model reads right:
+ * {digit, was} with `was` the base model's most frequent reading of it. What "now reads differently" says.
+ */
+function changes(samples, before, after) {
+  const found = [];
+  for (const digit of DIGITS) {
+    const was = samples.map((s, i) => (s.digit === digit && before[i] !== digit && after[i] === digit ? before[i] : null))
+      .filter((d) => d !== null);
+    if (was.length) found.push({digit, was: argmax(DIGITS.map((d) => was.filter((w) => w === d).length))});
+  }
+  return found;
+}
 
 /**
  * The teaching side of the page. `model` is web/model.js's; `ui` gives the pad's framed pixels
- * (`pixels()`: Uint8Array or null), clears it (`clear()`), shows a prompt (`prompt(text)`) and
- * reports what changed (`changed()`). `state` is window.digitcnn, where tests read `teach`.
+ * (`pixels()`: Uint8Array or null), clears the pad (`clear()`) and shows what changed (`changed(teach)`).
+ * `state` is window.digitcnn, whose `teach` holds what is published.
  */
 export class Teacher {
   constructor(model, ui, state) {
@@ -18,11 +36,13 @@ export class Teacher {
     this.ui = ui;
     this.state = state;
     this.samples = [];
-    this.loaded = loadSamples().then((samples) => { this.samples = samples; });  // IndexedDB (web/store.js)
     this.queue = [];  // digits still to ask for in this teaching session
+    this.fresh = [];  // this session's samples, kept when it ends
+    this.again = false;  // Next found nothing on the pad
     this.adaptation = null;
     this.issues = [];  // about the samples (edge/adapt.py review): digits with none or few, samples unlike their label
-    this.source = null;  // 'this phone' or 'the server' when adapted
+    this.differently = [];  // what the adapted model reads differently from the base model (`changes`)
+    this.source = null;  // 'browser' (taught here) or 'server' (the served model's own) when adapted
     this.canTeach = Boolean(model.meta.features);
   }
 
@@ -30,11 +50,16 @@ export class Teacher {
     return this.queue.length > 0;
   }
 
+  /** Reads the samples kept from an earlier visit, and adapts to them. */
+  async load() {
+    this.samples = await loadSamples();
+    await this.refresh();
+  }
+
   /** Fits the adaptation to the stored samples (else takes the served model's own), and publishes it. */
   async refresh() {
-    await this.loaded;
     this.adaptation = this.source = null;
-    this.issues = [];
+    this.issues = this.differently = [];
     if (this.samples.length && this.canTeach) {
       const started = performance.now();
       const outputs = [];
@@ -43,11 +68,13 @@ export class Teacher {
         outputs.map((o) => o.probabilities), this.model.meta);
       this.adaptation = adaptation;
       this.issues = issues;
-      this.source = 'this phone';
+      this.differently = changes(this.samples, outputs.map((o) => argmax(o.probabilities)),
+        outputs.map((o) => argmax(apply(adaptation, o.probabilities, o.features))));
+      this.source = 'browser';
       this.state.teach.adaptMs = performance.now() - started;
     } else if (this.model.meta.adaptation) {
       this.adaptation = this.model.meta.adaptation;
-      this.source = 'the server';
+      this.source = 'server';
     }
     this.publish();
   }
@@ -62,18 +89,17 @@ export class Teacher {
   start() {
     this.queue = Array.from({length: ROUNDS}, () => DIGITS).flat();
     this.fresh = [];
+    this.again = false;
     this.ui.clear();
     this.publish();
   }
 
   /** Keeps the pad's digit as a sample of the digit asked for, and asks for the next one. */
   async next() {
-    const pixels = this.ui.pixels();
-    if (!pixels) {
-      this.ui.prompt(`no digit found: write ${this.queue[0]} again`);
-      return;
+    if (!this.take()) {
+      this.again = true;
+      return this.publish();
     }
-    this.fresh.push({digit: this.queue.shift(), pixels});
     await this.advance();
   }
 
@@ -82,46 +108,67 @@ export class Teacher {
     await this.advance();
   }
 
-  /** Ends the session early; the samples taken so far are kept. */
+  /** Ends the session early; the samples taken so far are kept, the digit on the pad included. */
   async done() {
+    this.take();
     this.queue = [];
     await this.advance();
   }
 
+  /** The pad's digit as a sample of the digit asked for; false when the pad holds none. */
+  take() {
+    const pixels = this.ui.pixels();
+    if (pixels) this.fresh.push({digit: this.queue.shift(), pixels});
+    return Boolean(pixels);
+  }
+
   async advance() {
+    this.again = false;
     this.ui.clear();
     if (this.active) return this.publish();
     // A session replaces earlier samples of the digits it taught, and keeps the other digits' samples.
     const taught = new Set(this.fresh.map((s) => s.digit));
     this.samples = [...this.samples.filter((s) => !taught.has(s.digit)), ...this.fresh];
     this.fresh = [];
-    await saveSamples(this.samples);
-    await this.refresh();
+    await this.keep();
+  }
+
+  /** Removes the sample at `index` (in `samples` order). */
+  async remove(index) {
+    this.samples.splice(index, 1);
+    await this.keep();
+  }
+
+  /** Gives the sample at `index` another label. */
+  async relabel(index, digit) {
+    this.samples[index] = {...this.samples[index], digit};
+    await this.keep();
   }
 
   async forget() {
     this.samples = [];
+    await this.keep();
+  }
+
+  async keep() {
     await saveSamples(this.samples);
     await this.refresh();
   }
 
+  /** The samples as a zip of <digit>_<n>.png, named as `sampleNames` names them. */
   exportSamples() {
     return samplesZip(this.samples);
   }
 
-  /** What the page says about teaching, in the DOM and in window.digitcnn.teach. */
+  /** What the page shows about teaching, in window.digitcnn.teach; then the ui shows it. */
   publish() {
-    const round = ROUNDS - Math.ceil(this.queue.length / DIGITS.length) + 1;
     Object.assign(this.state.teach, {
-      active: this.active, digit: this.active ? this.queue[0] : null, samples: this.samples.length,
-      adapted: Boolean(this.adaptation), source: this.source, issues: this.issues, adaptation: this.adaptation,
+      active: this.active, digit: this.active ? this.queue[0] : null, again: this.again,
+      round: ROUNDS - Math.ceil(this.queue.length / DIGITS.length) + 1, rounds: ROUNDS,
+      canTeach: this.canTeach, samples: this.samples.length, names: sampleNames(this.samples),
+      labels: this.samples.map((s) => s.digit), adapted: Boolean(this.adaptation), source: this.source,
+      issues: this.issues, differently: this.differently, adaptation: this.adaptation,
     });
-    if (this.active) this.ui.prompt(`write ${this.queue[0]}  (round ${round} of ${ROUNDS})`);
-    const taught = this.adaptation
-      ? `adapted model: taught on ${this.source}${this.source === 'this phone' ? ` with ${this.samples.length} samples` : ''}`
-      : (this.canTeach ? 'base model: Teach adapts it to your handwriting'
-        : 'base model: this model cannot be taught (re-export it with `cli.py export`)');
-    this.ui.changed({active: this.active, canTeach: this.canTeach, samples: this.samples.length,
-                     says: [taught, ...this.issues.map((issue) => describe(issue, `sample ${issue.index + 1}`))].join('; ')});
+    this.ui.changed(this.state.teach);
   }
 }

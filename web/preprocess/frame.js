@@ -16,7 +16,7 @@ const MIN_DIGIT = 0.04;
 const FINE_SIDE = 400;
 const SOFTEN = 0.5;
 
-class NoDigit extends Error {}
+export class NoDigit extends Error {}
 
 /** Mask of the digit: the heaviest component plus the pieces that belong with it (`select_digit`). */
 function selectDigit(found) {
@@ -98,7 +98,7 @@ function centrality(c, h, w) {
 }
 
 /** A crop of soft ink (0..1, ink bright) -> 28x28 uint8 framed like MNIST (`frame_digit`). */
-function frameDigit(a) {
+export function frameDigit(a) {
   const peak = maxOf(a.a);
   if (!(peak > 0)) throw new NoDigit('no ink in the crop');
   const level = f32(BBOX_LEVEL * peak);
