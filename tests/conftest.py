@@ -159,3 +159,17 @@ def featureless_model(small_run: Path, int8_model: Path, tmp_path_factory) -> Pa
     path = tmp_path_factory.mktemp("featureless") / "model_float32.tflite"
     path.write_bytes(md.embed_metadata(flatbuffer, meta))
     return path
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless Chromium, one per test module (tests/browser.py); where it cannot run, a test
+    that needs it fails under CI and is skipped by its module's mark elsewhere."""
+    from browser import chromium, missing
+
+    reason = missing()
+    if reason:
+        pytest.fail(f"the browser tests must run here (CI or DIGITCNN_REQUIRE_BROWSER=1), but {reason}")
+    with chromium() as b:
+        yield b
+

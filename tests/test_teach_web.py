@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from browser import PHONE, chromium, draw, REQUIRED, missing, serving, trace, wait_ready, wait_until
+from browser import PHONE, draw, REQUIRED, missing, serving, trace, wait_ready, wait_until
 from conftest import run_cli
 from edge import metadata as md
 from edge.adapt import Adapter, review
@@ -24,14 +24,6 @@ from strokes import CONTINENTAL, ORDINARY, jittered, render
 REASON = missing()
 pytestmark = pytest.mark.skipif(bool(REASON) and not REQUIRED, reason=str(REASON))
 ROUNDS = 3
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if REASON:
-        pytest.fail(f"the browser tests must run here (CI or DIGITCNN_REQUIRE_BROWSER=1), but {REASON}")
-    with chromium() as b:
-        yield b
 
 
 @pytest.fixture(scope="module")
