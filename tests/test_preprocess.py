@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from edge import preprocess as P
 from edge.errors import UserError
 from edge.preprocess import NoDigit, frame_digit, ink_mask, load_image, to_mnist
+from shadowed import render
 
 
 @pytest.fixture(scope="module")
@@ -471,6 +472,20 @@ def test_a_shadow_the_digit_touches_is_not_ink(mnist):
         out = to_mnist(render_page(x[i], [], np.random.default_rng(13 + i), jpeg=False))
         alone = np.pad(255 - 225 * pen_line(x[i], 40), 20, constant_values=255).astype(np.uint8)
         assert correlation(out, to_mnist(Image.fromarray(alone))) > 0.85, i
+
+
+SHADOWED_OVER_HALF = (3, 8, 15, 17)
+"""Seeds of tests/shadowed.py's `edge` photos of MNIST test digits 3, 8, 15, 17 whose shadow covers most
+of the page: the median gray is the shadow's, and the lit paper was taken for bright ink."""
+
+
+@pytest.mark.parametrize("i", SHADOWED_OVER_HALF)
+def test_a_shadow_over_most_of_the_page_is_not_the_paper(mnist, i):
+    """The ink is dark against the paper's local level, and the digit comes out as it does unshadowed."""
+    x, _ = mnist
+    plain, shaded = (load_image(data) for data in render(x[i], "edge", i))
+    assert P.ink_is_dark(P.working_gray(shaded))
+    assert correlation(to_mnist(shaded), to_mnist(plain)) > 0.8
 
 
 def test_a_bold_marker_digit_is_ink_not_backdrop(mnist):
