@@ -18,6 +18,7 @@ from browser import PHONE, STROKES, chromium, draw, REQUIRED, missing, serving, 
 from conftest import run_cli
 from edge.preprocess import NoDigit, to_mnist
 from edge.runner import DigitModel
+from negatives import photograph, shape
 from shadowed import render
 from test_preprocess import SHADOWED_OVER_HALF, drawing, faint_pen_page, marker_photo, render_page, render_photo, scan_in_pieces
 
@@ -219,7 +220,8 @@ def _cases(x: np.ndarray, usps: np.ndarray) -> list[tuple[str, Image.Image]]:
     cases += [("tight crop in pieces", Image.fromarray(scan_in_pieces(digit))) for digit in x]
     blank = Image.new("L", (210, 210), 0)
     noise = Image.fromarray(rng.integers(90, 150, (160, 200), dtype=np.uint8))
-    return cases + [("blank", blank), ("noise", noise)]
+    shapes = [(family, Image.open(io.BytesIO(photograph(shape(family, rng), rng)))) for family in ("dot", "dash")]
+    return cases + shapes + [("blank", blank), ("noise", noise)]
 
 
 def test_js_preprocessing_matches_python(phone, site, mnist, datasets_dir):

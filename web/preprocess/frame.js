@@ -13,6 +13,8 @@ const BOX = 20;
 const MIN_STROKE = 1.6;
 const BBOX_LEVEL = 0.1;
 const MIN_DIGIT = 0.04;
+const DASH = 0.25;
+const BLOB = 0.33;
 const FINE_SIDE = 400;
 const SOFTEN = 0.5;
 
@@ -72,9 +74,16 @@ function selectDigit(found) {
   const pad = Math.max(2, Math.floor(Math.max(bottom - top, right - left) / 4));
   const region = crop(found.contrast, Math.max(top - pad, 0), Math.max(left - pad, 0), Math.min(bottom + pad, h), Math.min(right + pad, w));
   const separation = otsuSplit(region.a)[1];
-  const groupArea = sum(comps.filter((c) => keep.has(c.label)).map((c) => c.area));
+  const group = comps.filter((c) => keep.has(c.label));
+  const groupArea = sum(group.map((c) => c.area));
   const snr = mass / groupArea / Math.max(found.noise, 1e-6);
   if (separation < 0.72 || (separation < MIN_SEPARATION && snr < 8)) throw new NoDigit('only shading or noise');
+  // Shapes no digit has, before the model: a dash, a dot.
+  const [height, width] = [bottom - top, right - left];
+  if (height < DASH * width) throw new NoDigit('a dash');
+  if (2 * groupArea / Math.max(sum(group.map((c) => c.perimeter)), 1) >= BLOB * Math.max(height, width)) {
+    throw new NoDigit('a dot');
+  }
   return map(found.labels, (id) => (keep.has(id) ? 1 : 0));
 }
 
