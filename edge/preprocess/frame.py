@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from edge.errors import UserError
-from edge.preprocess.filters import Component, components, minmax_filter, otsu_separation, resize, soften
+from edge.preprocess.filters import Component, components, label, minmax_filter, otsu_separation, resize, soften
 from edge.preprocess.ink import MIN_CONTRAST, MIN_SEPARATION, WORK_SIDE, Ink, find_ink, working_gray
 from edge.preprocess.load import to_gray
 
@@ -28,8 +28,12 @@ DASH = 0.25
 write (a 2 or a 0 squashed into a form's box) are over 0.35 (USPS), MNIST's over 0.55."""
 BLOB = 0.33
 """A mark whose strokes are this thick for its size (twice the area over the outline, over the longer
-side) is a dot or a blob: a filled disc gives 0.39 in pixels, the boldest digits (USPS tight crops,
-photos-dev's markers) at most 0.27."""
+side) and that encloses no paper is a dot or a blob: a filled disc gives 0.39 in pixels; digits stay
+under 0.27 (USPS tight crops, photos-dev), except marker 0s, 6s and 9s (up to 0.36) with their holes
+inked over, which are spared by their size (`DOT`)."""
+DOT = 0.2
+"""... and under this share of the image's longer side: a marker digit whose loops are filled in is as
+thick as a dot, but people photograph a digit larger."""
 FINE_SIDE = 400
 """Working size of the second look at a big photo in which nothing credible showed (`_find_digit`)."""
 SOFTEN = 0.5
@@ -115,11 +119,19 @@ def select_digit(found: Ink) -> np.ndarray:
     height, width = bottom - top, right - left
     if height < DASH * width:
         raise NoDigit("no digit found: a dash, not a digit")
-    if 2.0 * group_area / max(sum(c.perimeter for c in group), 1) >= BLOB * max(height, width):
-        raise NoDigit("no digit found: a dot, not a digit")
     lut = np.zeros(int(found.labels.max()) + 1, bool)
     lut[keep] = True
-    return lut[found.labels]
+    digit = lut[found.labels]
+    thick = 2.0 * group_area / max(sum(c.perimeter for c in group), 1) >= BLOB * max(height, width)
+    if thick and max(height, width) < DOT * max(h, w) and not _has_hole(digit[top:bottom, left:right]):
+        raise NoDigit("no digit found: a dot, not a digit")
+    return digit
+
+
+def _has_hole(ink: np.ndarray) -> bool:
+    """Does the ink enclose paper (a region of it that does not reach the box's edge)?"""
+    h, w = ink.shape
+    return any(c.top > 0 and c.left > 0 and c.bottom < h and c.right < w for c in components(label(~ink)[0]))
 
 
 def _spans(comps: list[Component], h: int, w: int) -> bool:
