@@ -229,3 +229,32 @@ def batches(x: np.ndarray, batch_size: int):
     """Scaled float32 images, `batch_size` at a time, in order: evaluation needs no tf.data."""
     for i in range(0, len(x), batch_size):
         yield scale_pixels(x[i : i + batch_size, ..., None].astype(np.float32))
+
+
+USPS_SHA256 = "38329e4546272a0537b1c21df36df9e52c14b08759e76e29a2dcc426c06ae9e0"
+"""The shared datasets' usps.npz (16x16 uint8, white on black, digits filling the box)."""
+
+
+def load_usps_train(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """USPS's training split (7,291 digits by other writers than MNIST's) framed like MNIST's digits:
+    longer side scaled to 20 px, centred by mass in 28x28, by the same `frame_digit` that frames a
+    photo, so the network sees USPS as it sees MNIST. The test split (`x`, `y`) is never read here:
+    it stays for evaluation. A file whose checksum is not the known usps.npz is refused."""
+    from edge.preprocess import NoDigit, frame_digit
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file (expected usps.npz)")
+    raw = path.read_bytes()
+    if hashlib.sha256(raw).hexdigest() != USPS_SHA256:
+        raise UserError(f"{path}: not the known usps.npz (sha256 differs)")
+    with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
+        x, y = npz["x_train"], npz["y_train"].astype(np.int64)
+    framed, keep = [], []
+    for digit in x:
+        try:
+            framed.append(frame_digit(digit))
+            keep.append(True)
+        except NoDigit:  # a blank scan: nothing to learn from
+            keep.append(False)
+    return np.stack(framed), y[np.array(keep)]

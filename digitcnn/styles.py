@@ -13,7 +13,8 @@ Pillow, before the random warps of `digitcnn/augment.py`, which then apply to th
 Off by default (`Augmentation.styles`, `train --styles`): a share of 0.3 takes Semeion up about one
 and a half points and costs MNIST up to 0.04 (docs/benchmarks.md). Continental 1s (a long up-stroke
 into the top) were drawn too and dropped: such a 1 is a 7 turned by 30 degrees, and the network
-then read turned 7s as 1s.
+then read turned 7s as 1s. 1s with a foot, with or without a continental flag, are drawn here
+(`CANDIDATES`) but not yet trained on.
 """
 
 from __future__ import annotations
@@ -124,9 +125,42 @@ def mirrored_nine(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return _framed(digit[:, ::-1].astype(np.float32))
 
 
+def _foot(digit: np.ndarray, rng: np.random.Generator) -> list[Point] | None:
+    """A base serif across the digit's last row, centred on its stem; None where that row is not a stem."""
+    xs, ys = _ink(digit)
+    bottom, height = int(ys.max()), ys.max() - ys.min()
+    x = _stem_at(digit, bottom)
+    if x is None:
+        return None
+    half = min(rng.uniform(0.2, 0.3) * height, 0.5 * BOX - 1 - _stroke_width(digit) / 2)
+    return [(x - half, bottom), (x + half, bottom)]
+
+
+def footed_one(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
+    """A 1 standing on a base serif (a foot) across its last row; None where that row is not a stem."""
+    foot = _foot(digit, rng)
+    return None if foot is None else _with_strokes(digit, [foot])
+
+
+def flagged_one(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
+    """A continental 1: a flag from the top of the stem down to the left, and a foot. Never the long
+    up-stroke alone (a 7 turned by 30 degrees): the foot keeps it a 1."""
+    xs, ys = _ink(digit)
+    top, height = int(ys.min()), ys.max() - ys.min()
+    x, foot = _stem_at(digit, top), _foot(digit, rng)
+    if x is None or foot is None:
+        return None
+    length, angle = rng.uniform(0.25, 0.4) * height, np.radians(rng.uniform(25, 50))
+    length = min(length, (x - (xs.max() - BOX + 1) - _stroke_width(digit)) / np.cos(angle))
+    return _with_strokes(digit, [[(x - length * np.cos(angle), top + length * np.sin(angle)), (x, top)], foot])
+
+
 Style = Callable[[np.ndarray, np.random.Generator], "np.ndarray | None"]
 STYLES: dict[int, tuple[Style, ...]] = {7: (crossed_seven,), 9: (curled_nine, mirrored_nine)}
 """Each styled digit takes one of its digit's styles, at random."""
+CANDIDATES: dict[int, tuple[Style, ...]] = {1: (footed_one, flagged_one)}
+"""Drawn and tested, not yet in STYLES: what they cost MNIST and buy Semeion and photos needs trainings of
+seeds 1-3 with them (the 1s especially: a 1 must not become a turned 7)."""
 
 
 def restyle(x: np.ndarray, y: np.ndarray, share: float, seed: int) -> np.ndarray:

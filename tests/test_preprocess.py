@@ -24,6 +24,8 @@ from PIL import Image, ImageDraw, ImageFilter
 from edge import preprocess as P
 from edge.errors import UserError
 from edge.preprocess import NoDigit, frame_digit, ink_mask, load_image, to_mnist
+from negatives import photograph, shape
+from shadowed import render
 
 
 @pytest.fixture(scope="module")
@@ -471,6 +473,46 @@ def test_a_shadow_the_digit_touches_is_not_ink(mnist):
         out = to_mnist(render_page(x[i], [], np.random.default_rng(13 + i), jpeg=False))
         alone = np.pad(255 - 225 * pen_line(x[i], 40), 20, constant_values=255).astype(np.uint8)
         assert correlation(out, to_mnist(Image.fromarray(alone))) > 0.85, i
+
+
+SHADOWED_OVER_HALF = (3, 8, 15, 17)
+"""Seeds of tests/shadowed.py's `edge` photos of MNIST test digits 3, 8, 15, 17 whose shadow covers most
+of the page: the median gray is the shadow's, and the lit paper was taken for bright ink."""
+
+
+@pytest.mark.parametrize("i", SHADOWED_OVER_HALF)
+def test_a_shadow_over_most_of_the_page_is_not_the_paper(mnist, i):
+    """The ink is dark against the paper's local level, and the digit comes out as it does unshadowed."""
+    x, _ = mnist
+    plain, shaded = (load_image(data) for data in render(x[i], "edge", i))
+    assert P.ink_is_dark(P.working_gray(shaded))
+    assert correlation(to_mnist(shaded), to_mnist(plain)) > 0.8
+
+
+@pytest.mark.parametrize("family", ["dot", "dash"])
+def test_a_dot_or_a_dash_is_no_digit(family):
+    """Shapes no digit has are "no digit" before the model runs (it read a dot as 0 at 99.9%); a dash
+    slanted and thick enough to be a quarter as tall as it is wide goes on to the model."""
+    rng = np.random.default_rng(3)
+    refused = []
+    for _ in range(10):
+        try:
+            to_mnist(load_image(photograph(shape(family, rng), rng)))
+            refused.append(False)
+        except NoDigit as e:
+            assert family in str(e)
+            refused.append(True)
+    assert sum(refused) >= 7, refused
+
+
+def test_thin_ones_and_flat_digits_are_still_digits(mnist):
+    """The shape rules spare every 1 (thin and tall) and every digit of the first 1,000, padded so they
+    go through the pipeline, and a flat 2 squashed into a box."""
+    x, y = mnist
+    for a in [*x[y == 1][:100], *x[:1000]]:
+        to_mnist(Image.fromarray(np.pad(a, 10)))
+    flat = np.asarray(Image.fromarray(x[1]).resize((56, 20), Image.BILINEAR))  # a 2, 0.36 as tall as wide
+    assert_mnist_framed(to_mnist(Image.fromarray(np.pad(flat, 12))))
 
 
 def test_a_bold_marker_digit_is_ink_not_backdrop(mnist):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from digitcnn.styles import INK, STYLES, crossed_seven, curled_nine, mirrored_nine, restyle
+from digitcnn.styles import (CANDIDATES, INK, STYLES, crossed_seven, curled_nine, flagged_one, footed_one, mirrored_nine,
+                             restyle)
 from edge.preprocess import frame_digit, is_mnist_framed
 
 
@@ -36,7 +37,7 @@ def _ink_beside(a: np.ndarray, rows: slice, cols: slice) -> int:
 
 def test_every_style_keeps_mnist_framing(train_digits):
     x, y = train_digits
-    for digit, styles in STYLES.items():
+    for digit, styles in [*STYLES.items(), *CANDIDATES.items()]:
         for style in styles:
             styled = _styled(style, x, y, digit)
             assert len(styled) >= 25, style.__name__  # most digits take their style
@@ -88,7 +89,7 @@ def test_styles_leave_the_mnist_pixels_unresampled(train_digits):
     the styled ones: a style only moves the digit and adds ink (a curled 9's tail replaces the last
     fifth of its stem, which is left out of the comparison)."""
     x, y = train_digits
-    for style, digit in ((crossed_seven, 7), (curled_nine, 9), (mirrored_nine, 9)):
+    for style, digit in ((crossed_seven, 7), (curled_nine, 9), (mirrored_nine, 9), (footed_one, 1), (flagged_one, 1)):
         rng = np.random.default_rng(0)
         kept = 0
         for a in x[y == digit][:40]:
@@ -103,3 +104,19 @@ def test_styles_leave_the_mnist_pixels_unresampled(train_digits):
                     source[rows[-1] - int(0.2 * (rows[-1] - rows[0])):] = 0
                 assert _holds(out, source), style.__name__
         assert kept >= 30, style.__name__
+
+
+def test_ones_get_a_foot_and_a_flag_where_continental_writers_put_them():
+    """On a plain drawn 1 (a straight stem): the foot runs left and right of the stem's last rows, the
+    flag left of the stem near its top; the 1 had no ink there."""
+    rng = np.random.default_rng(0)
+    one = _drawn([[(14, 4), (14, 24)]])
+    foot_left, foot_right = (slice(19, 26), slice(0, 13)), (slice(19, 26), slice(17, 28))
+    flag = (slice(2, 12), slice(0, 13))
+    for place in (foot_left, foot_right, flag):
+        assert not one[place].any()
+    for _ in range(5):
+        footed, flagged = footed_one(one, rng), flagged_one(one, rng)
+        assert _ink_beside(footed, *foot_left) >= 2 and _ink_beside(footed, *foot_right) >= 2
+        assert not footed[flag].any()
+        assert _ink_beside(flagged, *flag) >= 2 and _ink_beside(flagged, *foot_right) >= 2

@@ -7,6 +7,7 @@ under CI=true or DIGITCNN_REQUIRE_BROWSER=1 (tests/browser.py REQUIRED), where t
 from __future__ import annotations
 
 import base64
+import io
 import json
 
 import numpy as np
@@ -17,7 +18,9 @@ from browser import PHONE, STROKES, chromium, draw, REQUIRED, missing, serving, 
 from conftest import run_cli
 from edge.preprocess import NoDigit, to_mnist
 from edge.runner import DigitModel
-from test_preprocess import drawing, faint_pen_page, marker_photo, render_page, render_photo, scan_in_pieces
+from negatives import photograph, shape
+from shadowed import render
+from test_preprocess import SHADOWED_OVER_HALF, drawing, faint_pen_page, marker_photo, render_page, render_photo, scan_in_pieces
 
 
 REASON = missing()
@@ -210,6 +213,8 @@ def _cases(x: np.ndarray, usps: np.ndarray) -> list[tuple[str, Image.Image]]:
               for i, side in enumerate((600, 900, 1200))] + [("faint thin line, second look", faint_pen_page())]
     cases += [("page, shadow touching the digit", render_page(x[0], [], np.random.default_rng(13), jpeg=False)),
               ("bold marker", marker_photo(x[2], rng)[0])]
+    cases += [(f"shadow over most of the page {i}", Image.open(io.BytesIO(render(x[i], "edge", i)[1])))
+              for i in SHADOWED_OVER_HALF[:2]]
     for i, digit in enumerate(usps):
         big = np.asarray(Image.fromarray(digit).resize((64, 64), Image.BICUBIC))
         cases += [(f"tight crop, margin {margin}", Image.fromarray(np.pad(digit, margin))) for margin in (0, 2, 8)]
@@ -217,7 +222,8 @@ def _cases(x: np.ndarray, usps: np.ndarray) -> list[tuple[str, Image.Image]]:
     cases += [("tight crop in pieces", Image.fromarray(scan_in_pieces(digit))) for digit in x]
     blank = Image.new("L", (210, 210), 0)
     noise = Image.fromarray(rng.integers(90, 150, (160, 200), dtype=np.uint8))
-    return cases + [("blank", blank), ("noise", noise)]
+    shapes = [(family, Image.open(io.BytesIO(photograph(shape(family, rng), rng)))) for family in ("dot", "dash")]
+    return cases + shapes + [("blank", blank), ("noise", noise)]
 
 
 def test_js_preprocessing_matches_python(phone, site, mnist, datasets_dir):

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from edge.errors import UserError
-from edge.preprocess.filters import Component, components, minmax_filter, otsu_separation, resize, soften
+from edge.preprocess.filters import Component, components, label, minmax_filter, otsu_separation, resize, soften
 from edge.preprocess.ink import MIN_CONTRAST, MIN_SEPARATION, WORK_SIDE, Ink, find_ink, working_gray
 from edge.preprocess.load import to_gray
 
@@ -23,6 +23,17 @@ BBOX_LEVEL = 0.1
 """Ink at this fraction of the strongest counts for the bounding box (fainter is blur or halo)."""
 MIN_DIGIT = 0.04
 """A digit spans at least this fraction of the image's longer side; smaller marks are specks."""
+DASH = 0.25
+"""A mark under this share as tall as it is wide is a dash or an underline: the flattest digits people
+write (a 2 or a 0 squashed into a form's box) are over 0.35 (USPS), MNIST's over 0.55."""
+BLOB = 0.33
+"""A mark whose strokes are this thick for its size (twice the area over the outline, over the longer
+side) and that encloses no paper is a dot or a blob: a filled disc gives 0.39 in pixels; digits stay
+under 0.27 (USPS tight crops, photos-dev), except marker 0s, 6s and 9s (up to 0.36) with their holes
+inked over, which are spared by their size (`DOT`)."""
+DOT = 0.2
+"""... and under this share of the image's longer side: a marker digit whose loops are filled in is as
+thick as a dot, but people photograph a digit larger."""
 FINE_SIDE = 400
 """Working size of the second look at a big photo in which nothing credible showed (`_find_digit`)."""
 SOFTEN = 0.5
@@ -98,14 +109,29 @@ def select_digit(found: Ink) -> np.ndarray:
     pad = max(2, max(bottom - top, right - left) // 4)
     region = found.contrast[max(top - pad, 0):bottom + pad, max(left - pad, 0):right + pad]
     separation = otsu_separation(region)
-    group_area = sum(c.area for c in comps if c.label in set(keep))
+    group = [c for c in comps if c.label in set(keep)]
+    group_area = sum(c.area for c in group)
     snr = mass / group_area / max(found.noise, 1e-6)
     # Ink is two clean levels, or at least far above the noise; blotches and noise are neither.
     if separation < 0.72 or (separation < MIN_SEPARATION and snr < 8.0):
         raise NoDigit("no digit found: only shading or noise, nothing that stands apart like ink")
+    # Shapes no digit has, before the model (which would read them as digits, often confidently).
+    height, width = bottom - top, right - left
+    if height < DASH * width:
+        raise NoDigit("no digit found: a dash, not a digit")
     lut = np.zeros(int(found.labels.max()) + 1, bool)
     lut[keep] = True
-    return lut[found.labels]
+    digit = lut[found.labels]
+    thick = 2.0 * group_area / max(sum(c.perimeter for c in group), 1) >= BLOB * max(height, width)
+    if thick and max(height, width) < DOT * max(h, w) and not _has_hole(digit[top:bottom, left:right]):
+        raise NoDigit("no digit found: a dot, not a digit")
+    return digit
+
+
+def _has_hole(ink: np.ndarray) -> bool:
+    """Does the ink enclose paper (a region of it that does not reach the box's edge)?"""
+    h, w = ink.shape
+    return any(c.top > 0 and c.left > 0 and c.bottom < h and c.right < w for c in components(label(~ink)[0]))
 
 
 def _spans(comps: list[Component], h: int, w: int) -> bool:

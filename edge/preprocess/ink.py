@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from edge.preprocess.filters import (box_blur, components, fit, label, median, minmax_filter, otsu_split, otsu_threshold,
-                                     quadratic_basis, quantiles, resize, run_lengths, subsample)
+from edge.preprocess.filters import (box_blur, components, fit, label, median, median_filter, minmax_filter, otsu_split,
+                                     otsu_threshold, quadratic_basis, quantiles, resize, run_lengths, subsample)
 from edge.preprocess.load import to_gray
 
 WORK_SIDE = 200
@@ -25,6 +25,8 @@ MIN_SNR = 5.0
 """... and by this many times the noise level of the background."""
 MIN_SEPARATION = 0.8
 """Around a digit, ink and paper must explain this share of the contrast's variance (`otsu_separation`)."""
+LOCAL_PAPER = 7
+"""Window (px of the polarity sample, ~100 px long) of the paper's local level under a shadow."""
 NOISY = 4.0
 """Background noise (gray levels) above which the image is smoothed 3x3 before thresholding."""
 
@@ -76,7 +78,10 @@ def ink_is_dark(gray: np.ndarray) -> bool:
     """Polarity: is the ink darker than its background?
 
     Ink is the heavy tail: far more contrast lies beyond the paper's spread on the ink's side than
-    on the other, measured against the median (even light, however bold the strokes). When there are
+    on the other, measured against the median (even light, however bold the strokes). A heavy tail
+    over a fifth of the image is either bold ink or the lit part of a page half in shadow (the
+    median then is the shadow's level): the paper's local level (a median over a few strokes' width,
+    which keeps a shadow's edge where it is) decides, if thin strokes stand out against it. When there are
     no tails, because the image is two clean levels of similar share (a tight crop of a bold digit),
     the paper is the level that shows through holes in the other (a 0's inside, an 8's loops) as
     well as at the border; failing that, the level that owns most of the border, which ink reaches
@@ -87,9 +92,14 @@ def ink_is_dark(gray: np.ndarray) -> bool:
     g = np.asarray(gray, dtype=np.float32)
     sample = subsample(g)
     h, w = sample.shape
-    dark = _heavy_tail(sample - np.float32(median(sample)), 0.5)
+    centred = sample - np.float32(median(sample))
+    dark = _heavy_tail(centred, 0.2)
     if dark is not None:
         return dark
+    dark = _heavy_tail(centred, 0.5)
+    if dark is not None:  # a broad tail: bold ink, or the lit part of a page half in shadow
+        local = _heavy_tail(sample - median_filter(sample, LOCAL_PAPER), 0.2)
+        return dark if local is None else local
     threshold, separation = otsu_split(sample)
     bright = sample >= threshold
     if separation >= MIN_SEPARATION and 0.1 <= bright.mean() <= 0.9:

@@ -115,6 +115,26 @@ export function maxFilter(p, k) {
   return plane(h, w, out);
 }
 
+/** Square k x k (k odd) median filter, edges replicated (`median_filter`): keeps a shadow's edge, drops thin strokes. */
+export function medianFilter(p, k) {
+  if (k <= 1) return p;
+  const r = k >> 1;
+  const {h, w} = p;
+  const out = plane(h, w);
+  const window = new Float32Array(k * k);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      let n = 0;
+      for (let dy = -r; dy <= r; dy++) {
+        const row = Math.min(Math.max(y + dy, 0), h - 1) * w;
+        for (let dx = -r; dx <= r; dx++) window[n++] = p.a[row + Math.min(Math.max(x + dx, 0), w - 1)];
+      }
+      out.a[y * w + x] = window.sort()[(k * k) >> 1];
+    }
+  }
+  return out;
+}
+
 /** Square k x k min filter: the max filter of the negated plane, negated back (exact). */
 export const minFilter = (p, k) => map(maxFilter(map(p, (v) => -v), k), (v) => -v);
 

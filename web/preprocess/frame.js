@@ -2,8 +2,8 @@
 // 20 px, soften it, centre it by mass in 28x28.
 
 import {
-  bounds, centreOfMass, components, crop, edgeCount, f32, map, maxFilter, maxOf, otsuSplit, plane, pyRound, resize,
-  soften, sum,
+  bounds, centreOfMass, components, crop, edgeCount, f32, label, map, maxFilter, maxOf, otsuSplit, plane, pyRound,
+  resize, soften, sum,
 } from './filters.js';
 import {isOpaque, toGray} from './load.js';
 import {MIN_CONTRAST, MIN_SEPARATION, WORK_SIDE, findInk, workingGray} from './ink.js';
@@ -13,6 +13,9 @@ const BOX = 20;
 const MIN_STROKE = 1.6;
 const BBOX_LEVEL = 0.1;
 const MIN_DIGIT = 0.04;
+const DASH = 0.25;
+const BLOB = 0.33;
+const DOT = 0.2;
 const FINE_SIDE = 400;
 const SOFTEN = 0.5;
 
@@ -72,10 +75,25 @@ function selectDigit(found) {
   const pad = Math.max(2, Math.floor(Math.max(bottom - top, right - left) / 4));
   const region = crop(found.contrast, Math.max(top - pad, 0), Math.max(left - pad, 0), Math.min(bottom + pad, h), Math.min(right + pad, w));
   const separation = otsuSplit(region.a)[1];
-  const groupArea = sum(comps.filter((c) => keep.has(c.label)).map((c) => c.area));
+  const group = comps.filter((c) => keep.has(c.label));
+  const groupArea = sum(group.map((c) => c.area));
   const snr = mass / groupArea / Math.max(found.noise, 1e-6);
   if (separation < 0.72 || (separation < MIN_SEPARATION && snr < 8)) throw new NoDigit('only shading or noise');
-  return map(found.labels, (id) => (keep.has(id) ? 1 : 0));
+  // Shapes no digit has, before the model: a dash, a dot.
+  const [height, width] = [bottom - top, right - left];
+  if (height < DASH * width) throw new NoDigit('a dash');
+  const digit = map(found.labels, (id) => (keep.has(id) ? 1 : 0));
+  const thick = 2 * groupArea / Math.max(sum(group.map((c) => c.perimeter)), 1) >= BLOB * Math.max(height, width);
+  if (thick && Math.max(height, width) < DOT * Math.max(h, w) && !hasHole(crop(digit, top, left, bottom, right))) throw new NoDigit('a dot');
+  return digit;
+}
+
+/** Does the 0/1 ink enclose paper, a region of it that does not reach the box's edge? (`_has_hole`) */
+function hasHole(ink) {
+  const {h, w} = ink;
+  const paper = map(ink, (v) => 1 - v);
+  const [labels] = label(paper);
+  return components(labels, paper).some((c) => c.top > 0 && c.left > 0 && c.bottom < h && c.right < w);
 }
 
 /** Do these components together reach all four sides of an h x w frame? (`_spans`) */

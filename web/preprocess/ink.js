@@ -2,7 +2,7 @@
 // light and ruled lines are removed.
 
 import {
-  boxBlur, components, f32, fit, label, leastSquares, map, maxFilter, median, minFilter, otsuSplit, plane, pyRound,
+  boxBlur, components, f32, fit, label, leastSquares, map, maxFilter, median, medianFilter, minFilter, otsuSplit, plane, pyRound,
   quadraticBasis, quantiles, resize, runLengths, subsample, sum, transpose,
 } from './filters.js';
 import {toGray} from './load.js';
@@ -12,6 +12,7 @@ const MIN_WORK_SIDE = 64;
 export const MIN_CONTRAST = 16;
 const MIN_SNR = 5;
 export const MIN_SEPARATION = 0.8;
+const LOCAL_PAPER = 7;
 const NOISY = 4;
 
 /** `working_gray`: long side at most `maxSide`, tiny images upscaled (bicubic) to 64 px. */
@@ -66,8 +67,15 @@ function inkIsDark(g) {
   const s = subsample(g);
   const {h, w} = s;
   const level = f32(median(s.a));
-  const byMedian = heavyTail(s.a.map((v) => v - level), 0.5);
+  const centred = s.a.map((v) => v - level);
+  const byMedian = heavyTail(centred, 0.2);
   if (byMedian !== null) return byMedian;
+  const byBroadTail = heavyTail(centred, 0.5);
+  if (byBroadTail !== null) {  // bold ink, or the lit part of a page half in shadow
+    const paper = medianFilter(s, LOCAL_PAPER);
+    const byLocalPaper = heavyTail(s.a.map((v, i) => v - paper.a[i]), 0.2);
+    return byLocalPaper === null ? byBroadTail : byLocalPaper;
+  }
   const [threshold, separation] = otsuSplit(s.a);
   const bright = Uint8Array.from(s.a, (v) => (v >= f32(threshold) ? 1 : 0));
   const share = sum(bright) / bright.length;
