@@ -18,6 +18,27 @@ STRATEGIES = ("auto", "one", "mirrored", "multiworker")
 REFERENCE_BATCH = 128
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (a Slurm or container CPU limit, `taskset`), not the machine's."""
+    return len(os.sched_getaffinity(0))
+
+
+def size_thread_pools() -> int:
+    """Size TensorFlow's op pools to the usable cores and return that count.
+
+    TensorFlow sizes them to every core of the machine, so a job given 2 of a node's 64 cores runs
+    dozens of threads that spin against each other. Must run before TensorFlow starts; in a process
+    where it already has, its pools stay as they are.
+    """
+    cores = usable_cores()
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(cores)
+        tf.config.threading.set_inter_op_parallelism_threads(cores)
+    except RuntimeError:
+        pass
+    return cores
+
+
 def split_cpu(devices: int) -> None:
     """Split the CPU into `devices` logical devices, so mirrored training runs without GPUs.
 
@@ -45,6 +66,7 @@ def choose_strategy(name: str = "auto", devices: int = 1) -> tf.distribute.Strat
     `devices` logical CPUs), else one device: GPU:0 if there is one, the CPU otherwise."""
     if name not in STRATEGIES:
         raise UserError(f"unknown strategy {name!r} (choose from {', '.join(STRATEGIES)})")
+    size_thread_pools()
     if name == "multiworker" or (name == "auto" and workers_in_tf_config() > 1):
         if workers_in_tf_config() < 1:
             raise UserError("--strategy multiworker needs TF_CONFIG naming the cluster and this worker's task")
