@@ -43,6 +43,8 @@ def _quiet_tensorflow() -> None:
                    "better on European hands, MNIST about the same (README, Training).")
 @click.option("--subset", type=click.IntRange(min=2), help="Train on the first N training images (smoke tests).")
 @click.option("--mixed-precision", is_flag=True, help="float16 compute (GPUs only).")
+@click.option("--profile", is_flag=True,
+              help="Write a TensorBoard trace of a few steps (tensorboard --logdir RUN_DIR/tensorboard, Profile tab).")
 def train(**options) -> None:
     """Train a model; rerunning the same command resumes the run from its last epoch."""
     _quiet_tensorflow()

@@ -20,3 +20,12 @@ def test_thread_pools_follow_the_cores_this_process_may_use():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True,
                          env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": ""}).stdout
     assert out.split() == ["1", "1"]
+
+
+@pytest.mark.slow
+def test_profile_writes_a_tensorboard_trace(tmp_path, mnist_npz):
+    out = tmp_path / "profiled"
+    run_cli("train", "--model", "lenet5", "--subset", "1200", "--batch-size", "64", "--epochs", "1", "--profile",
+            "--data", str(mnist_npz), "--out", str(out))
+    traces = list((out / "tensorboard" / "plugins" / "profile").glob("*/*.xplane.pb"))
+    assert len(traces) == 1 and traces[0].stat().st_size > 1000
