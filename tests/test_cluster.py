@@ -1,0 +1,57 @@
+"""Training on the engines people run: Slurm job steps (simulated by their environment variables)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+SLURM_TWO_NODES = {"SLURM_PROCID": "1", "SLURM_STEP_NUM_TASKS": "2", "SLURM_STEP_NODELIST": "node[07-08]",
+                   "SLURM_STEP_TASKS_PER_NODE": "1(x2)"}
+
+
+def _python(code: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **env}, timeout=300)
+
+
+def test_a_slurm_step_of_two_tasks_resolves_to_two_workers():
+    code = ("from digitcnn.distribute import slurm_resolver; r = slurm_resolver(); "
+            "print(r.cluster_spec().as_dict(), r.task_type, r.task_id)")
+    out = _python(code, {**SLURM_TWO_NODES, "DIGITCNN_PORT_BASE": "9100"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[0] == "{'worker': ['node07:9100', 'node08:9100']} worker 1"
+
+
+def test_one_slurm_task_or_a_tf_config_means_no_slurm_cluster():
+    code = "from digitcnn.distribute import slurm_resolver; print(slurm_resolver())"
+    one = _python(code, {**SLURM_TWO_NODES, "SLURM_STEP_NUM_TASKS": "1", "SLURM_STEP_TASKS_PER_NODE": "1"})
+    tf_config = json.dumps({"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": 0}})
+    named = _python(code, {**SLURM_TWO_NODES, "TF_CONFIG": tf_config})
+    assert one.stdout.strip() == named.stdout.strip() == "None"
+
+
+@pytest.mark.slow
+def test_two_slurm_tasks_on_one_node_train_together(tmp_path, mnist_npz):
+    """srun -n 2 on one node, as its variables say: both tasks train as one job, the chief writes the run."""
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "slurm"
+    procs = [subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "train", "--model", "lenet5", "--subset", "1000",
+                               "--epochs", "1", "--data", str(mnist_npz), "--out", str(out)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "SLURM_PROCID": str(rank),
+                                   "SLURM_STEP_NUM_TASKS": "2", "SLURM_STEP_NODELIST": "localhost",
+                                   "SLURM_STEP_TASKS_PER_NODE": "2", "DIGITCNN_PORT_BASE": str(port)})
+             for rank in range(2)]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["replicas"] == 2 and metrics["global_batch"] == 256  # MultiWorkerMirroredStrategy's two workers
