@@ -55,3 +55,28 @@ def test_two_slurm_tasks_on_one_node_train_together(tmp_path, mnist_npz):
     assert [p.returncode for p in procs] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["replicas"] == 2 and metrics["global_batch"] == 256  # MultiWorkerMirroredStrategy's two workers
+
+
+def test_tfjob_manifest_runs_the_training_image_as_chief_and_workers_on_shared_storage():
+    yaml = pytest.importorskip("yaml")  # PyYAML: in the dev extra, through mkdocs
+    job = yaml.safe_load((ROOT / "deploy" / "tfjob.yaml").read_text())
+    assert job["apiVersion"] == "kubeflow.org/v1" and job["kind"] == "TFJob"
+    specs = job["spec"]["tfReplicaSpecs"]
+    assert set(specs) == {"Chief", "Worker"} and specs["Chief"]["replicas"] == 1 and specs["Worker"]["replicas"] >= 1
+    for spec in specs.values():
+        pod = spec["template"]["spec"]
+        (container,) = pod["containers"]
+        assert container["name"] == "tensorflow"  # the operator injects TF_CONFIG into this container
+        args = container["args"]
+        assert args[:3] == ["train", "--strategy", "multiworker"]
+        out = args[args.index("--out") + 1]
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        claims = {v["name"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
+        assert any(out.startswith(path) and name in claims for name, path in mounts.items())
+    assert len({tuple(s["template"]["spec"]["containers"][0]["args"]) for s in specs.values()}) == 1
+
+
+def test_slurm_script_starts_one_train_per_task_on_shared_storage():
+    script = (ROOT / "deploy" / "slurm.sbatch").read_text()
+    assert subprocess.run(["bash", "-n", str(ROOT / "deploy" / "slurm.sbatch")]).returncode == 0
+    assert "srun python cli.py train --strategy multiworker --out" in script and "TF_CONFIG=" not in script
