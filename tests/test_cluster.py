@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, run_cli
 
 SLURM_TWO_NODES = {"SLURM_PROCID": "1", "SLURM_STEP_NUM_TASKS": "2", "SLURM_STEP_NODELIST": "node[07-08]",
                    "SLURM_STEP_TASKS_PER_NODE": "1(x2)"}
@@ -80,3 +80,16 @@ def test_slurm_script_starts_one_train_per_task_on_shared_storage():
     script = (ROOT / "deploy" / "slurm.sbatch").read_text()
     assert subprocess.run(["bash", "-n", str(ROOT / "deploy" / "slurm.sbatch")]).returncode == 0
     assert "srun python cli.py train --strategy multiworker --out" in script and "TF_CONFIG=" not in script
+
+
+@pytest.mark.slow
+def test_a_tfjob_evaluator_scores_the_chiefs_checkpoints(small_run, mnist_npz):
+    """TF_CONFIG's `evaluator` trains nothing: it scores the run's checkpoints, here the last one, with
+    the weights the chief scored at that epoch's end, and stops after the run's last epoch."""
+    tf_config = json.dumps({"cluster": {"chief": ["localhost:1"]}, "task": {"type": "evaluator", "index": 0}})
+    result = run_cli("train", "--model", "lenet5", "--subset", "6000", "--epochs", "2", "--data", str(mnist_npz),
+                     "--out", str(small_run), env={"TF_CONFIG": tf_config}, timeout=300)
+    val_acc = json.loads((small_run / "metrics.json").read_text())["val_accuracy"]
+    assert result.stdout.splitlines()[-1].startswith("evaluated epoch 2/2")
+    assert result.stdout.split()[-1] == f"{val_acc:.4f}"
+    assert any((small_run / "tensorboard" / "eval").iterdir())
