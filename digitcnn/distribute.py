@@ -83,8 +83,9 @@ def slurm_resolver() -> tf.distribute.cluster_resolver.SlurmClusterResolver | No
 
 
 def choose_strategy(name: str = "auto", devices: int = 1) -> tf.distribute.Strategy:
-    """`auto`: multi-worker if TF_CONFIG names several workers or Slurm runs several tasks, mirrored over several GPUs (or over
-    `devices` logical CPUs), else one device: GPU:0 if there is one, the CPU otherwise."""
+    """`auto`: multi-worker if TF_CONFIG names several workers or Slurm runs several tasks, mirrored
+    over several GPUs (or over `devices` logical CPUs), else one device: GPU:0 if there is one, the CPU
+    otherwise."""
     if name not in STRATEGIES:
         raise UserError(f"unknown strategy {name!r} (choose from {', '.join(STRATEGIES)})")
     size_thread_pools()

@@ -58,5 +58,5 @@ def test_the_step_runs_each_replicas_work_on_that_replicas_device():
     out = subprocess.run([sys.executable, "-c", PLACEMENT], capture_output=True, text=True, cwd=ROOT, timeout=300,
                          env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": ""})
     assert out.returncode == 0, out.stderr[-2000:]
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == {f"{op}@device:CPU:{d}": 2 for op in ("Conv2D", "Conv2DBackpropFilter")
-                                                          for d in (0, 1)}
+    expected = {f"{op}@device:CPU:{d}": 2 for op in ("Conv2D", "Conv2DBackpropFilter") for d in (0, 1)}
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == expected
