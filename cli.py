@@ -49,6 +49,8 @@ def _import_tensorflow(*models: str | Path) -> None:
                    "better on European hands, MNIST about the same (docs/train.md).")
 @click.option("--subset", type=click.IntRange(min=2), help="Train on the first N training images (smoke tests).")
 @click.option("--mixed-precision", is_flag=True, help="float16 compute (GPUs only).")
+@click.option("--profile", is_flag=True,
+              help="Write a TensorBoard trace of a few steps (tensorboard --logdir RUN_DIR/tensorboard, Profile tab).")
 def train(**options) -> None:
     """Train a model; rerunning the same command resumes the run from its last epoch."""
     _import_tensorflow()
@@ -57,6 +59,11 @@ def train(**options) -> None:
     styles = options.pop("styles")
     config = TrainConfig(**options)
     config.augmentation["styles"] = styles
+    from digitcnn.evaluator import evaluate_checkpoints, task_type
+
+    if task_type() == "evaluator":  # a TFJob's evaluator scores the chief's checkpoints as they appear
+        evaluate_checkpoints(config)
+        return
     m = run_training(config)
     rows = [
         ("test accuracy", f"{m['test_accuracy']:.4f}"),

@@ -198,6 +198,7 @@ def training_batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, seed: int
     import tensorflow as tf
 
     from digitcnn.augment import augment
+    from digitcnn.distribute import usable_cores
     from digitcnn.styles import restyle
 
     if augmentation is not None and augmentation.styles:  # some 7s and 9s in other people's styles
@@ -220,6 +221,8 @@ def training_batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, seed: int
     ds = tf.data.Dataset.range(epochs.start, epochs.stop).flat_map(epoch_batches)
     ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
+    # tf.data's own threads, as many as the cores this process may use (see distribute.size_thread_pools).
+    options.threading.private_threadpool_size = usable_cores()
     # Every worker builds the same batches and keeps its share of each (no input files to split).
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return ds.with_options(options)

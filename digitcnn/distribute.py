@@ -18,6 +18,27 @@ STRATEGIES = ("auto", "one", "mirrored", "multiworker")
 REFERENCE_BATCH = 128
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (a Slurm or container CPU limit, `taskset`), not the machine's."""
+    return len(os.sched_getaffinity(0))
+
+
+def size_thread_pools() -> int:
+    """Size TensorFlow's op pools to the usable cores and return that count.
+
+    TensorFlow sizes them to every core of the machine, so a job given 2 of a node's 64 cores runs
+    dozens of threads that spin against each other. Must run before TensorFlow starts; in a process
+    where it already has, its pools stay as they are.
+    """
+    cores = usable_cores()
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(cores)
+        tf.config.threading.set_inter_op_parallelism_threads(cores)
+    except RuntimeError:
+        pass
+    return cores
+
+
 def split_cpu(devices: int) -> None:
     """Split the CPU into `devices` logical devices, so mirrored training runs without GPUs.
 
@@ -40,18 +61,43 @@ def workers_in_tf_config() -> int:
     return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
 
 
+def slurm_resolver() -> tf.distribute.cluster_resolver.SlurmClusterResolver | None:
+    """The cluster of this Slurm job step, if it runs several tasks (srun) and TF_CONFIG does not name one.
+
+    Each task is a worker on its node, port DIGITCNN_PORT_BASE (8888) upwards; task 0 is the chief. The
+    resolver insists on a share of GPUs per task: on nodes without any, each task gets a nominal one
+    and CUDA_VISIBLE_DEVICES is left alone.
+    """
+    if workers_in_tf_config() or int(os.environ.get("SLURM_STEP_NUM_TASKS") or 1) < 2:
+        return None
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    port = int(os.environ.get("DIGITCNN_PORT_BASE") or 8888)
+    resolver = tf.distribute.cluster_resolver.SlurmClusterResolver
+    try:
+        if gpus:
+            return resolver(port_base=port, gpus_per_node=gpus)
+        return resolver(port_base=port, gpus_per_node=1024, gpus_per_task=1, auto_set_gpu=False)
+    except (KeyError, RuntimeError, ValueError) as e:
+        raise UserError(f"Slurm job step of {os.environ['SLURM_STEP_NUM_TASKS']} tasks: cannot resolve its "
+                        f"cluster ({e})") from None
+
+
 def choose_strategy(name: str = "auto", devices: int = 1) -> tf.distribute.Strategy:
-    """`auto`: multi-worker if TF_CONFIG names several workers, mirrored over several GPUs (or over
-    `devices` logical CPUs), else one device: GPU:0 if there is one, the CPU otherwise."""
+    """`auto`: multi-worker if TF_CONFIG names several workers or Slurm runs several tasks, mirrored
+    over several GPUs (or over `devices` logical CPUs), else one device: GPU:0 if there is one, the CPU
+    otherwise."""
     if name not in STRATEGIES:
         raise UserError(f"unknown strategy {name!r} (choose from {', '.join(STRATEGIES)})")
-    if name == "multiworker" or (name == "auto" and workers_in_tf_config() > 1):
-        if workers_in_tf_config() < 1:
-            raise UserError("--strategy multiworker needs TF_CONFIG naming the cluster and this worker's task")
+    size_thread_pools()
+    slurm = slurm_resolver()
+    if name == "multiworker" or (name == "auto" and (workers_in_tf_config() > 1 or slurm)):
+        if workers_in_tf_config() < 1 and not slurm:
+            raise UserError("--strategy multiworker needs TF_CONFIG naming the cluster and this worker's task, "
+                            "or a Slurm job step of several tasks (srun)")
         options = tf.distribute.experimental.CommunicationOptions(
             implementation=tf.distribute.experimental.CommunicationImplementation.RING
         )
-        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=slurm, communication_options=options)
     split_cpu(devices)
     gpus = tf.config.list_logical_devices("GPU")
     cpus = tf.config.list_logical_devices("CPU")

@@ -81,14 +81,16 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
-def test_two_workers_on_localhost_end_with_identical_weights(tmp_path, mnist_npz):
+def test_a_tfjob_chief_and_worker_on_localhost_end_with_identical_weights(tmp_path, mnist_npz):
+    """TF_CONFIG as Kubeflow's TFJob writes it: a `chief` and a `worker` (Slurm's tasks, all workers,
+    are tested in test_cluster.py)."""
     ports = _free_ports(2)
-    cluster = {"worker": [f"localhost:{p}" for p in ports]}
+    cluster = {"chief": [f"localhost:{ports[0]}"], "worker": [f"localhost:{ports[1]}"]}
     out = tmp_path / "multi"
     procs = []
-    for index in range(2):
+    for role in ("chief", "worker"):
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
-               "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+               "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": role, "index": 0}})}
         procs.append(subprocess.Popen(
             [sys.executable, str(ROOT / "cli.py"), "train", "--subset", "2000", "--epochs", "2",
              "--strategy", "multiworker", "--data", str(mnist_npz), "--out", str(out)],
