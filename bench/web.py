@@ -87,11 +87,11 @@ def main(model: str, strokes: int, opens: int) -> None:
             latencies = page.evaluate("window.digitcnn.latencies")
             preprocess = page.evaluate("window.digitcnn.preprocessMs")
             path = page.evaluate("window.digitcnn.path")
-            # Opening scrolls (smoothly) to the view: once that ends, back to the pad; the view stays open.
-            page.evaluate("window.scrolled = new Promise((done) => addEventListener('scrollend', done, {once: true}))")
+            # Opening scrolls to the view, smoothly unless motion is reduced: reduced, the scroll is done when
+            # the click returns, so going back to the pad cannot race it. The view stays open.
+            page.emulate_media(reduced_motion="reduce")
             page.click("#inside-open")
             wait_until(page, "window.digitcnn.inside.updateMs.length > 0")
-            page.evaluate("window.scrolled")
             page.evaluate("scrollTo(0, 0)")
             draw_strokes(page, strokes)
             wait_until(page, f"window.digitcnn.inside.updateMs.length > {strokes}")

@@ -8,7 +8,7 @@ import strings from './strings/page.js';
 import {Teacher} from './teach.js';
 import {bindTeaching, showTeaching} from './teach-view.js';
 import {mountInside} from './inside/inside.js';
-import './install.js';
+import {startOffline} from './install.js';
 
 addStrings(strings);
 translate();
@@ -369,6 +369,7 @@ say($('status'), 'status.loading');
 if (forceServer) {
   say($('status'), 'status.serverAsked');
   state.readyAt = performance.now();
+  startOffline();
 } else {
   loadModel().then(async (loaded) => {
     const taught = new Teacher(loaded, {pixels: () => (showingPhoto ? photoPixels
@@ -383,5 +384,5 @@ if (forceServer) {
     state.readyAt = performance.now();
     state.error = String(error.message ?? error);
     say($('status'), 'status.noModel');
-  });
+  }).finally(startOffline);
 }

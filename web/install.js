@@ -51,8 +51,14 @@ async function register() {
 }
 
 nameModel().catch(() => {});  // no metadata, no line: the page says why it cannot run elsewhere
-// Service workers exist only on secure origins (https, localhost); plain http on a LAN goes without.
-if ('serviceWorker' in navigator) {
+
+/**
+ * Starts offline use; web/app.js calls it once the page can answer, so that a first visit's download of
+ * every file for the cache does not compete with the files the first answer needs. Service workers exist
+ * only on secure origins (https, localhost); plain http on a LAN goes without.
+ */
+export function startOffline() {
+  if (!('serviceWorker' in navigator)) return;
   // A page that was served by one version reloads when another takes over (here or in another tab):
   // its code must never run against the next version's files. The first install is not a change.
   const served = Boolean(navigator.serviceWorker.controller);
