@@ -12,9 +12,8 @@ from __future__ import annotations
 import os
 import re
 import sys
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+
+from edge.litert import filtered_stderr
 
 LEVEL = "TF_CPP_MIN_LOG_LEVEL"
 BELOW_ERROR = re.compile(r"[IW]\d{4} ")  # absl's prefix of an info or warning line: I1203 12:00:00.000 ...
@@ -29,27 +28,6 @@ def noise_dropped(lines: list[str]) -> list[str]:
     no_driver = any(NO_DRIVER in line for line in lines)
     return [line for line in lines
             if not (BELOW_ERROR.match(line) or NOT_INITIALISED in line or (no_driver and NO_CUINIT in line))]
-
-
-@contextmanager
-def filtered_stderr(keep: Callable[[list[str]], list[str]]) -> Iterator[None]:
-    """Collect what anything in this process (C++ included) writes to stderr, and write back what `keep` keeps.
-
-    A temporary file, not a pipe, holds it: a pipe nobody reads would block a writer once it is full.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            sys.stderr.write("".join(keep(captured.read().decode(errors="replace").splitlines(keepends=True))))
-            sys.stderr.flush()
 
 
 def import_tensorflow() -> None:

@@ -16,25 +16,37 @@ import re
 import sys
 import tempfile
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 _SWAP = threading.Lock()  # one swap of fd 2 at a time: serve makes interpreters in worker threads
-_LITERT_INFO = re.compile(rb"^INFO: \S")  # LiteRT's "INFO: <message>", not a logger's "INFO:     <message>"
+_LITERT_INFO = re.compile(r"^INFO: \S")  # LiteRT's "INFO: <message>", not a logger's "INFO:     <message>"
 
 
-def allocate(interpreter: Any) -> None:
-    """`interpreter.allocate_tensors()`, LiteRT's INFO lines left out of stderr; its errors still raise."""
-    with _SWAP, tempfile.TemporaryFile() as captured:
-        sys.stderr.flush()
-        saved = os.dup(2)
+@contextmanager
+def filtered_stderr(keep: Callable[[list[str]], list[str]]) -> Iterator[None]:
+    """Collect what anything in this process (C++ included) writes to stderr, and write back what `keep` keeps.
+
+    A temporary file, not a pipe, holds it: a pipe nobody reads would block a writer once it is full.
+    Also used by digitcnn/quiet.py for TensorFlow's start-up noise.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
         try:
-            interpreter.allocate_tensors()
+            yield
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
             captured.seek(0)
-            kept = [line for line in captured.read().splitlines(keepends=True) if not _LITERT_INFO.match(line)]
-            if kept:
-                os.write(2, b"".join(kept))
+            sys.stderr.write("".join(keep(captured.read().decode(errors="replace").splitlines(keepends=True))))
+            sys.stderr.flush()
+
+
+def allocate(interpreter: Any) -> None:
+    """`interpreter.allocate_tensors()`, LiteRT's INFO lines left out of stderr; its errors still raise."""
+    with _SWAP, filtered_stderr(lambda lines: [line for line in lines if not _LITERT_INFO.match(line)]):
+        interpreter.allocate_tensors()
