@@ -4,7 +4,8 @@ TF_CPP_MIN_LOG_LEVEL=2 hides TensorFlow's info and warning lines, but not those 
 before absl's logging is initialised: absl then writes every message to stderr, so each command that
 imported TensorFlow began with five lines about CUDA drivers this machine does not have. Those lines
 are filtered here, at the file descriptor, while TensorFlow loads and probes for GPUs; everything
-else (errors, Python warnings) passes through. A user who sets TF_CPP_MIN_LOG_LEVEL sees it all.
+else (errors, Python warnings) passes through. A user who sets TF_CPP_MIN_LOG_LEVEL=0 sees it all; any
+other level the user sets hides those early lines too, as it hides the same lines once absl is initialised.
 """
 
 from __future__ import annotations
@@ -34,10 +35,9 @@ def import_tensorflow() -> None:
     """Import TensorFlow and let it look for GPUs (where the CUDA noise comes from) with that noise dropped."""
     if "tensorflow" in sys.modules:
         return
-    if LEVEL in os.environ:  # the user chose what to see
+    if os.environ.setdefault(LEVEL, "2") == "0":  # the user asked to see everything
         import tensorflow  # noqa: F401
         return
-    os.environ[LEVEL] = "2"
     with filtered_stderr(noise_dropped):
         import tensorflow as tf
 

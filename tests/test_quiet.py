@@ -44,3 +44,15 @@ def test_a_command_importing_tensorflow_starts_without_cuda_lines(tmp_path):
     assert result.returncode == 1 and result.stdout == "True\n"
     assert result.stderr.splitlines() == [f"Error: {missing}: no such file or folder (expected an MNIST .npz or a "
                                           "folder of IDX files)"]
+
+
+def test_a_level_the_user_set_hides_the_early_lines_too_and_zero_shows_them(tmp_path):
+    """TF_CPP_MIN_LOG_LEVEL=3 (as the tests' run_cli sets it) hides the lines logged before absl starts, as it
+    hides them after; 0 asks for everything."""
+    missing = tmp_path / "missing.keras"
+    said = {level: subprocess.run([sys.executable, "cli.py", "explain", str(missing), "x.png"], capture_output=True,
+                                  text=True, cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": level}, timeout=300)
+            for level in ("3", "0")}
+    assert said["3"].stderr.splitlines() == [f"Error: {missing}: no such model file"]
+    assert len(said["0"].stderr.splitlines()) > 1 and said["0"].stderr.splitlines()[-1] == f"Error: {missing}: no such model file"
+

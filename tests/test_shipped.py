@@ -70,7 +70,7 @@ def test_evaluate_reports_on_the_shipped_model_in_the_working_folder(mnist_npz, 
 
 
 def test_training_commands_say_what_to_install_without_tensorflow(small_run):
-    for args, missing in ((["train"], "tensorflow"), (["export", str(small_run)], "keras")):
+    for args, missing in ((["train"], "tensorflow"), (["export", str(small_run)], "tensorflow")):
         result = subprocess.run([sys.executable, "-c", BLOCK_TENSORFLOW, str(ROOT / "cli.py"), *args],
                                 capture_output=True, text=True, timeout=120, cwd=ROOT)
         assert result.returncode == 1
