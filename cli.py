@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from edge import cli as edge_cli
-from edge.cli import Cli, Finite, chosen_model, model_flag
+from edge.cli import Cli, Finite, chosen_model, describe, model_flag
 from edge.errors import UserError
 from edge.metadata import VARIANTS
 
@@ -182,8 +182,12 @@ def explain(arguments: tuple[str, ...], model_flag: str | None, out: str | None,
     _import_tensorflow(model)
     from digitcnn.evaluate import check_model_path
     from edge.labelled import frame
+    import numpy as np
+
     from digitcnn.explain import draw, explainer
     from digitcnn.figures import write_png
+    from edge.confidence import Confidence
+    from edge.metadata import load_metadata
     from edge.preprocess import load_image
 
     pixels = frame(load_image(image)) if check_model_path(model) else None  # both checked before loading
@@ -191,8 +195,12 @@ def explain(arguments: tuple[str, ...], model_flag: str | None, out: str | None,
         raise UserError(f"{image}: no digit found")
     stages = explainer(model)(pixels)
     write_png(draw(stages, f"{Path(model).name} reading {Path(image).name}"), path, dpi=80)
-    probs = stages[-1].values
-    click.echo(f"{int(probs.argmax())}  ({probs.max():.3f})  {path}")
+    probs = stages[-1].values  # calibrated for a .tflite model (digitcnn/explain.py)
+    rule = Confidence.of(load_metadata(model)) if Path(model).suffix == ".tflite" else Confidence()
+    (digit,) = rule.answers(probs[None])
+    top = [[int(d), float(probs[d])] for d in np.argsort(probs)[::-1][:3]]
+    answer = {"digit": None if digit < 0 else int(digit), "confidence": float(probs.max()), "top": top}
+    click.echo(f"{describe(answer)}  {path}")
 
 
 def _explain_json(model: str, image: str) -> None:

@@ -3,7 +3,8 @@
 A stage is what one step of the network hands to the next: the input pixels, the first layer's
 filters, the feature maps after each convolution (batch norm and ReLU included, as TFLite fuses
 them) and after each pooling, the flattened vector, each dense layer's vector and the ten class
-probabilities. Keras gives them through a model that returns every layer's output; an int8 model
+probabilities (for a .tflite model, calibrated by its metadata's rule, as `predict` and the page show
+them). Keras gives them through a model that returns every layer's output; an int8 model
 exported with its stages gives them as its own outputs (edge/inside.py, the numbers the page's
 Inside view shows); other LiteRT models keep them when the interpreter preserves all tensors. int8
 tensors are dequantized with their own scale and zero point, so all draw the same picture in the
@@ -22,6 +23,7 @@ import numpy as np
 
 from digitcnn.evaluate import check_model_path
 from digitcnn.figures import pyplot
+from edge.confidence import Confidence
 from edge.metadata import PROBABILITIES, model_input, probabilities
 
 MAX_MAPS = 16  # feature maps drawn per stage: enough to see what the layer does, small enough to read
@@ -112,7 +114,7 @@ def _tflite_explainer(path: Path) -> Callable[[np.ndarray], list[Stage]]:
     model = DigitModel(path)  # validates the file and its metadata, with the runner's messages
     if model.stage_specs:
         return _staged_explainer(model)
-    meta = model.meta
+    meta, rule = model.meta, Confidence.of(model.meta)
     with warnings.catch_warnings():  # "for debugging purposes only": that is what this is
         warnings.simplefilter("ignore")
         interpreter = Interpreter(model_path=str(path), experimental_preserve_all_tensors=True,
@@ -132,7 +134,7 @@ def _tflite_explainer(path: Path) -> Callable[[np.ndarray], list[Stage]]:
         steps = [(TFLITE_STEPS.get(op["op_name"]), tensor(op["outputs"][0])[0]) for op in ops]
         filters = tensor(first_conv["inputs"][1])[..., 0]  # (out, h, w, in) -> (out, h, w)
         output = interpreter.get_tensor(named_outputs(interpreter, str(path))[PROBABILITIES]["index"])
-        return assemble(pixels, filters, steps, probabilities(output, meta)[0])
+        return assemble(pixels, filters, steps, rule.calibrate(probabilities(output, meta)[0]))
 
     return stages
 
@@ -142,7 +144,7 @@ def _staged_explainer(model) -> Callable[[np.ndarray], list[Stage]]:
     `explain --json` prints and the page's Inside view shows), in real units."""
     from edge.inside import Inside
 
-    inside = Inside(model)
+    inside, rule = Inside(model), Confidence.of(model.meta)
     first = next(s for s in inside.specs if s["kind"] == "conv")
     filters = inside.weights[first["name"]].real()[..., 0]
     kinds = {"conv": "conv", "max_pool": "pool", "dense": "dense"}
@@ -156,7 +158,7 @@ def _staged_explainer(model) -> Callable[[np.ndarray], list[Stage]]:
                 steps.append(("flatten", steps[-1][1].ravel()))
             steps.append((kinds[spec["kind"]], values))
         last = inside.specs[-1]["name"]
-        return assemble(pixels, filters, steps, inside.real(last, stored[last]))
+        return assemble(pixels, filters, steps, rule.calibrate(inside.real(last, stored[last])))
 
     return stages
 

@@ -54,7 +54,8 @@ class Cli(click.Group):
             raise click.ClickException(f"{e.filename}: {e.strerror}" if e.filename else str(e.strerror or e)) from None
 
 
-def _describe(answer: dict) -> str:
+def describe(answer: dict) -> str:
+    """An answer as predict prints it: the digit and its confidence, or "no digit" and the best guess."""
     if "number" in answer:
         return answer["number"].replace("\n", " / ") or "no digits"
     if answer["digit"] is None:
@@ -134,9 +135,9 @@ def predict(model: str, inputs: tuple[str, ...], as_json: bool, multi: bool, thr
         elif "error" in answer:  # its message names the file already
             click.echo(answer["error"])
         elif len(files) == 1:
-            click.echo(_describe(answer))
+            click.echo(describe(answer))
         else:
-            click.echo(f"{answer['file']}: {_describe(answer)}")
+            click.echo(f"{answer['file']}: {describe(answer)}")
     if failed:
         click.echo(f"{failed} of {len(files)} inputs failed", err=True)
         sys.exit(1)

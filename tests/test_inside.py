@@ -103,6 +103,17 @@ def test_explain_json_prints_the_runners_stages(inside, digits, tmp_path):
     assert not list(tmp_path.glob("*.png"))[1:]  # no drawing written
 
 
+def test_explain_drawing_gives_the_answer_predict_gives(digits, tmp_path):
+    """The drawing's answer is the calibrated one under the model's rule that predict and the page show, not
+    raw softmax: on a doubtful digit, "no digit" and the same best guess."""
+    image = tmp_path / "blend.png"
+    Image.fromarray(np.maximum(digits[0], digits[1] // 2)).resize((112, 112)).save(image)  # a 7 with a faint 2
+    drawing = tmp_path / "drawn.png"
+    drawn = run_cli("explain", str(image), "--out", str(drawing)).stdout.strip()
+    predicted = run_cli("predict", str(image)).stdout.strip()
+    assert drawn == f"{predicted.removeprefix(f'{image}: ')}  {drawing}" and "no digit" in drawn
+
+
 def test_explain_json_needs_neither_tensorflow_nor_matplotlib(digits, tmp_path):
     """What a Pi without the training install can run."""
     image = tmp_path / "seven.png"
