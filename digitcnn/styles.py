@@ -294,13 +294,18 @@ STYLES: dict[str, tuple[int, Style]] = {style.__name__: (digit, style) for digit
 styles, at random; each can be left out by name (`Augmentation.style_names`, `train --style`)."""
 
 
+def check_names(names: Sequence[str]) -> None:
+    """A one-line error for a style name this code does not draw (a typo, or a run recorded by other code)."""
+    unknown = sorted(set(names) - set(STYLES))
+    if unknown:
+        raise UserError(f"unknown style {', '.join(unknown)} (known: {', '.join(STYLES)})")
+
+
 def restyle(x: np.ndarray, y: np.ndarray, share: float, seed: int, names: Sequence[str] = tuple(STYLES)
              ) -> np.ndarray:
     """A copy of the uint8 digits `x` in which about `share` of each styled digit's images carry one of
     the styles `names` (all by default) drawn on that digit."""
-    unknown = sorted(set(names) - set(STYLES))
-    if unknown:
-        raise UserError(f"unknown style {', '.join(unknown)} (known: {', '.join(STYLES)})")
+    check_names(names)
     by_digit: dict[int, list[Style]] = {}
     for name in STYLES:  # in STYLES' order, whatever the order of `names`: the same run, the same digits
         if name in names:
