@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import tensorflow as tf
 from keras import ops
 
+from digitcnn.styles import STYLES
+
 
 @dataclass(frozen=True)
 class Augmentation:
@@ -29,7 +31,12 @@ class Augmentation:
     shear: float = 0.3  # slant: x += shear * y, uniform in [-shear, shear]
     stretch: float = 0.3  # width alone scaled by uniform [1 - stretch, 1 + stretch]: narrow and wide hands
     settle_epochs: int = 6  # the run's last epochs, in which shear and stretch are halved
-    styles: float = 0.0  # share of the 7s and 9s redrawn once in a style MNIST lacks (digitcnn/styles.py)
+    styles: float = 0.3  # share of each styled digit redrawn once in a style MNIST lacks (digitcnn/styles.py)
+    style_names: tuple[str, ...] = tuple(STYLES)  # which styles: all of them, or a few for an ablation
+
+    def styles_record(self) -> dict:
+        """The styles the run drew, for metrics.json and the model's metadata (none at a share of 0)."""
+        return {"share": self.styles, "names": list(self.style_names) if self.styles else []}
 
 
 def augment(images: tf.Tensor, seed: tf.Tensor, aug: Augmentation, settling: bool | tf.Tensor = False) -> tf.Tensor:

@@ -201,8 +201,8 @@ def training_batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, seed: int
     from digitcnn.distribute import usable_cores
     from digitcnn.styles import restyle
 
-    if augmentation is not None and augmentation.styles:  # some 7s and 9s in other people's styles
-        x = restyle(x, y, augmentation.styles, seed)
+    if augmentation is not None and augmentation.styles:  # some 1s, 4s, 7s and 9s in other people's styles
+        x = restyle(x, y, augmentation.styles, seed, augmentation.style_names)
     images, labels = tf.constant(x[..., None]), tf.constant(y.astype(np.int32))
     steps = len(x) // batch_size
 
@@ -236,6 +236,32 @@ def batches(x: np.ndarray, batch_size: int):
 
 USPS_SHA256 = "38329e4546272a0537b1c21df36df9e52c14b08759e76e29a2dcc426c06ae9e0"
 """The shared datasets' usps.npz (16x16 uint8, white on black, digits filling the box)."""
+USPS_DEFAULT = Path("usps") / "usps.npz"
+"""Where training looks for USPS under $DIGITCNN_DATASETS when no `--usps PATH` is given."""
+
+
+def find_usps(path: str | os.PathLike | None) -> Path | None:
+    """The usps.npz to train on: `path` as given (a missing one is refused when loaded), else the shared
+    datasets' copy if $DIGITCNN_DATASETS holds one, else None. It is never downloaded: there is no
+    checksummed source to fetch it from (docs/train.md, Data), so a fresh machine trains on MNIST alone."""
+    if path is not None:
+        return Path(path)
+    shared = os.environ.get("DIGITCNN_DATASETS")
+    found = Path(shared) / USPS_DEFAULT if shared else None
+    return found if found is not None and found.is_file() else None
+
+
+def with_usps(x: np.ndarray, y: np.ndarray, path: Path | None, keep: float = 1.0
+              ) -> tuple[np.ndarray, np.ndarray, dict | None]:
+    """MNIST's training digits `x`, `y` followed by the first `keep` share of USPS's training split (all
+    of it for a full run; as much of it as of MNIST for a `--subset` run), and the record of what was
+    added for metrics.json (None, with `x` and `y` as they were, when `path` is None)."""
+    if path is None:
+        return x, y, None
+    xu, yu = load_usps_train(path)
+    n = max(1, round(keep * len(xu)))
+    record = {"name": "usps-train", "sha256": USPS_SHA256, "images": n}
+    return np.concatenate([x, xu[:n]]), np.concatenate([y, yu[:n].astype(y.dtype)]), record
 
 
 def load_usps_train(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:

@@ -1,29 +1,36 @@
-"""Handwriting MNIST has little of, drawn onto a share of its training 7s and 9s before training.
+"""Handwriting MNIST has little of, drawn onto a share of its training 1s, 4s, 7s and 9s before training.
 
-MNIST's writers were American. Elsewhere a 7 is crossed, and a 9's tail curls left under its head as
-in a "g", or its stem leaves the loop on the left: an MNIST model reads these as 4 or 2, and as 3 or 8
-(Semeion's Italian writers; docs/benchmarks.md, Evaluate). Here a stroke of the digit's own width is drawn onto
-MNIST's own 7s and 9s (or the 9 mirrored), and the digit moved to MNIST's centre of mass, never
-resampled: resampling softens a digit, and a network taught on softer styled digits reads blurred
-digits as them. So the network learns the style with every other trait of the digit left as its
-writer made it.
+MNIST's writers were American. Elsewhere a 7 is crossed, a 1 has an up-stroke flag (and often a foot),
+a 4 is closed in a triangle or open at its top, and a 9's tail curls left under its head as in a "g",
+drops straight down, or leaves the loop on the left: an MNIST model reads these as 4, 7, 9 or 3
+(Semeion's Italian writers, real photos; docs/benchmarks.md). Here a stroke of the digit's own width
+is drawn onto MNIST's own digits (a 4's arm and a 9's stem first erased where the style replaces them,
+or the 9 mirrored), and the digit moved to MNIST's centre of mass, never resampled: resampling softens
+a digit, and a network taught on softer styled digits reads blurred digits as them. So the network
+learns the style with every other trait of the digit left as its writer made it.
+
+A 1's flag is the risk: a 1 with a long flag is a 7 turned by 30 degrees, and a network taught such
+1s read turned 7s as 1s. The flag here is short and steep (FLAG_ANGLE, FLAG_LENGTH), where a 7's bar
+is long and meets its stem at a wide angle whichever way the 7 is turned; tests/test_styles.py measures
+both on MNIST's 7s turned by the warps' rotation. A 1 with a flag and a bar across its stem is not
+drawn: that is a continental 7.
 
 Deterministic (numpy's generator seeded by the run's seed) and done once per run, in numpy and
 Pillow, before the random warps of `digitcnn/augment.py`, which then apply to these digits as well.
-Off by default (`Augmentation.styles`, `train --styles`): a share of 0.3 takes Semeion up about one
-and a half points and costs MNIST up to 0.04 (docs/benchmarks.md). Continental 1s (a long up-stroke
-into the top) were drawn too and dropped: such a 1 is a 7 turned by 30 degrees, and the network
-then read turned 7s as 1s. 1s with a foot, with or without a continental flag, are drawn here
-(`CANDIDATES`) but not yet trained on.
+On by default at a share of 0.3 of each styled digit (`Augmentation.styles`, `train --styles`; each
+style by name with `train --style`): 0.3 of the 7s and 9s took Semeion up about one and a half points
+at a cost to MNIST within 0.04 (docs/benchmarks.md), and leaves 70% of each digit as MNIST's writers
+made it.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from edge.errors import UserError
 from edge.preprocess import centre, frame_digit
 from edge.preprocess.frame import BOX
 
@@ -55,7 +62,8 @@ def _stem_at(digit: np.ndarray, row: int) -> float | None:
     return None if len(cols) == 0 or cols.max() - cols.min() > 6 else float(cols.mean())
 
 
-def _with_strokes(digit: np.ndarray, strokes: list[list[Point]], rows: np.ndarray | None = None) -> np.ndarray:
+def _with_strokes(digit: np.ndarray, strokes: list[list[Point]], rows: np.ndarray | None = None,
+                  framed: bool = True) -> np.ndarray:
     """The digit with polylines (in its pixel coordinates) drawn in its own stroke width, MNIST-framed.
     The new ink is kept within the rows of `rows` (default: the digit's): a round pen end poking a pixel
     past them would make the digit too tall for MNIST's box, and resampling it soften the whole digit."""
@@ -71,7 +79,8 @@ def _with_strokes(digit: np.ndarray, strokes: list[list[Point]], rows: np.ndarra
     drawn = np.asarray(canvas.resize((28 + 2 * PAD, 28 + 2 * PAD), Image.BOX), np.float32)
     kept = np.nonzero((digit if rows is None else rows).any(axis=1))[0] + PAD
     drawn[:kept[0]] = drawn[kept[-1] + 1:] = 0
-    return _framed(np.maximum(np.pad(digit.astype(np.float32), PAD), drawn))
+    ink = np.maximum(np.pad(digit.astype(np.float32), PAD), drawn)
+    return _framed(ink) if framed else np.round(ink[PAD:-PAD, PAD:-PAD]).astype(np.uint8)
 
 
 def _framed(ink: np.ndarray) -> np.ndarray:
@@ -84,19 +93,27 @@ def _framed(ink: np.ndarray) -> np.ndarray:
     return centre(crop) if max(crop.shape) <= BOX else frame_digit(crop)
 
 
-def crossed_seven(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
-    """A 7 with a bar across its stem, a little over halfway down; None where that row is not a stem."""
+def _bar(digit: np.ndarray, rng: np.random.Generator, reach: tuple[float, float]) -> list[Point] | None:
+    """A bar across the digit's stem a little over halfway down, reaching `reach` (a range, in shares of the
+    digit's height) to each side; None where that row is not a single stroke. It stays within MNIST's box,
+    counting the pen's round ends, and tilts by up to 10 degrees as a hand's does."""
     xs, ys = _ink(digit)
     top, height = ys.min(), ys.max() - ys.min()
     row = int(round(top + rng.uniform(0.45, 0.6) * height))
     x = _stem_at(digit, row)
     if x is None:
         return None
-    half = rng.uniform(0.17, 0.27) * height
-    pen = _stroke_width(digit) / 2  # the bar stays within MNIST's box, counting the pen's round ends
-    half = min(half, x - (xs.max() - BOX + 1) - pen, xs.min() + BOX - 1 - x - pen)
+    pen = _stroke_width(digit) / 2
+    half = min(rng.uniform(*reach) * height, x - (xs.max() - BOX + 1) - pen, xs.min() + BOX - 1 - x - pen)
     tilt = np.tan(np.radians(rng.uniform(-10, 10))) * half
-    return _with_strokes(digit, [[(x - half, row + tilt), (x + half, row - tilt)]])
+    return [(x - half, row + tilt), (x + half, row - tilt)]
+
+
+def crossed_seven(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
+    """A 7 with a bar across its stem, as long as people cross them (half to three quarters of the 7's
+    height: shorter bars, tried first, left real crossed 7s read as 4); None where that row is not a stem."""
+    bar = _bar(digit, rng, (0.25, 0.38))
+    return None if bar is None else _with_strokes(digit, [bar])
 
 
 def curled_nine(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
@@ -125,6 +142,92 @@ def mirrored_nine(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return _framed(digit[:, ::-1].astype(np.float32))
 
 
+def _hole(digit: np.ndarray) -> np.ndarray:
+    """The background the ink encloses (a loop's inside): what a flood from the image's border cannot reach."""
+    ink = digit > INK
+    outside = np.zeros_like(ink)
+    outside[[0, -1], :] = outside[:, [0, -1]] = True
+    outside &= ~ink
+    while True:
+        grown = outside.copy()
+        grown[1:] |= outside[:-1]
+        grown[:-1] |= outside[1:]
+        grown[:, 1:] |= outside[:, :-1]
+        grown[:, :-1] |= outside[:, 1:]
+        grown &= ~ink
+        if (grown == outside).all():
+            return ~ink & ~outside
+        outside = grown
+
+
+def straight_nine(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
+    """A 9 whose stem drops straight down from the right of its loop, as in print: the ink below the loop
+    gives way to a vertical stroke to the digit's last row; None where the loop is not closed."""
+    hole = _hole(digit)
+    if np.count_nonzero(hole) < 3:
+        return None
+    rows = np.nonzero(hole.any(axis=1))[0]
+    pen = _stroke_width(digit)
+    middle, below = int(rows.mean()), int(rows[-1] + np.ceil(pen))
+    bottom = int(_ink(digit)[1].max())
+    if bottom - below < 0.25 * (bottom - _ink(digit)[1].min()):  # no stem to straighten
+        return None
+    right = np.nonzero(digit[middle] > INK)[0].max() - pen / 2 + 0.5  # the loop's right stroke
+    head = digit.copy()
+    head[below + 1:] = 0
+    return _with_strokes(head, [[(right, middle), (right, bottom)]], rows=digit)
+
+
+def _four(digit: np.ndarray) -> tuple[np.ndarray, float, Point, Point] | None:
+    """A 4's parts: the digit without the arm left of its stem above the bar, the bar's row, the stem's top
+    (raised to the digit's top row) and the bar's left end; None where a bar or a stem is not found."""
+    xs, ys = _ink(digit)
+    top, bottom = int(ys.min()), int(ys.max())
+    height, pen = bottom - top, _stroke_width(digit)
+    ink = digit > INK
+    band = range(int(top + 0.3 * height), int(top + 0.8 * height) + 1)
+    spans = [np.ptp(np.nonzero(ink[r])[0]) if ink[r].any() else 0 for r in band]
+    bar = band[int(np.argmax(spans))]
+    if max(spans) < 0.4 * (xs.max() - xs.min()):
+        return None
+    stem = [(r, x) for r in range(int(bar + pen) + 1, bottom + 1) if (x := _stem_at(digit, r)) is not None]
+    if len(stem) < 3:
+        return None
+    slope, offset = np.polyfit(*np.array(stem, np.float64).T, 1)
+    stem_x = lambda r: slope * r + offset  # noqa: E731
+    apex = bar
+    while apex > top and (np.abs(np.nonzero(ink[apex - 1])[0] - stem_x(apex - 1)) <= pen).any():
+        apex -= 1
+    armless = digit.copy()
+    for r in range(top, int(bar - pen)):
+        armless[r, : max(0, int(stem_x(r) - pen))] = 0
+    left = float(np.nonzero(ink[bar])[0].min())
+    if stem_x(bar) - left < 0.3 * height:  # a bar hardly left of the stem: no triangle to draw
+        return None
+    armless = _with_strokes(armless, [[(stem_x(apex), apex), (stem_x(top), top)]], rows=digit, framed=False)
+    return armless, bar, (stem_x(top), top), (left, bar)
+
+
+def closed_four(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
+    """A closed, triangular 4: its arm runs straight from the stem's top down to the bar's left end."""
+    parts = _four(digit)
+    if parts is None:
+        return None
+    armless, _, apex, left = parts
+    return _with_strokes(armless, [[apex, left]], rows=digit)
+
+
+def open_four(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
+    """An open-top 4 as in print: a slanted arm down to the bar's left end, its top short of the stem."""
+    parts = _four(digit)
+    if parts is None:
+        return None
+    armless, _, apex, left = parts
+    t = rng.uniform(0.3, 0.45)  # where on the closed 4's arm this one starts
+    start = (apex[0] + t * (left[0] - apex[0]) - _stroke_width(digit), apex[1] + t * (left[1] - apex[1]))
+    return _with_strokes(armless, [[start, left]], rows=digit)
+
+
 def _foot(digit: np.ndarray, rng: np.random.Generator) -> list[Point] | None:
     """A base serif across the digit's last row, centred on its stem; None where that row is not a stem."""
     xs, ys = _ink(digit)
@@ -136,6 +239,35 @@ def _foot(digit: np.ndarray, rng: np.random.Generator) -> list[Point] | None:
     return [(x - half, bottom), (x + half, bottom)]
 
 
+FLAG_ANGLE = (20.0, 38.0)
+"""Degrees between a 1's flag and its stem, both from the stem's top. An MNIST 7's bar meets its stem at
+about 55 degrees, and turning a 7 does not change that angle: so the flag is steep (tests/test_styles.py
+measures both on MNIST's 7s, turned by the warps' rotation)."""
+FLAG_LENGTH = (0.2, 0.33)
+"""A flag's length in shares of the 1's stem; an MNIST 7's bar is typically 0.6 of its stem."""
+
+
+def _flag(digit: np.ndarray, rng: np.random.Generator) -> list[Point] | None:
+    """A continental 1's up-stroke: from the top of its stem down to the left, at an angle to the stem (its
+    principal axis, as slanted as the writer's 1) of FLAG_ANGLE and a length of FLAG_LENGTH; None where it
+    has no room left of the stem within MNIST's box."""
+    xs, ys = _ink(digit)
+    centre_ = np.array([xs.mean(), ys.mean()])
+    _, _, axes = np.linalg.svd(np.stack([xs, ys], axis=1) - centre_, full_matrices=False)
+    down = axes[0] if axes[0][1] > 0 else -axes[0]
+    along = (np.stack([xs, ys], axis=1) - centre_) @ down
+    top, length = centre_ + along.min() * down, along.max() - along.min()
+    angle = np.radians(rng.uniform(*FLAG_ANGLE))
+    flag = np.array([down[0] * np.cos(angle) - down[1] * np.sin(angle),
+                     down[0] * np.sin(angle) + down[1] * np.cos(angle)])
+    reach = rng.uniform(*FLAG_LENGTH) * length
+    if flag[0] < 0:  # within the box on the left, counting the pen's round end
+        reach = min(reach, (top[0] - (xs.max() - BOX + 1) - _stroke_width(digit)) / -flag[0])
+    if reach < 0.15 * length:
+        return None
+    return [tuple(top + reach * flag), tuple(top)]
+
+
 def footed_one(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
     """A 1 standing on a base serif (a foot) across its last row; None where that row is not a stem."""
     foot = _foot(digit, rng)
@@ -143,31 +275,44 @@ def footed_one(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray | None
 
 
 def flagged_one(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
-    """A continental 1: a flag from the top of the stem down to the left, and a foot. Never the long
-    up-stroke alone (a 7 turned by 30 degrees): the foot keeps it a 1."""
-    xs, ys = _ink(digit)
-    top, height = int(ys.min()), ys.max() - ys.min()
-    x, foot = _stem_at(digit, top), _foot(digit, rng)
-    if x is None or foot is None:
-        return None
-    length, angle = rng.uniform(0.25, 0.4) * height, np.radians(rng.uniform(25, 50))
-    length = min(length, (x - (xs.max() - BOX + 1) - _stroke_width(digit)) / np.cos(angle))
-    return _with_strokes(digit, [[(x - length * np.cos(angle), top + length * np.sin(angle)), (x, top)], foot])
+    """A continental 1: an up-stroke flag into the top of the stem, and a foot."""
+    flag, foot = _flag(digit, rng), _foot(digit, rng)
+    return None if flag is None or foot is None else _with_strokes(digit, [flag, foot])
+
+
+def upstroke_one(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
+    """A continental 1 with its up-stroke flag alone: the steep, short flag keeps it apart from a turned 7."""
+    flag = _flag(digit, rng)
+    return None if flag is None else _with_strokes(digit, [flag])
 
 
 Style = Callable[[np.ndarray, np.random.Generator], "np.ndarray | None"]
-STYLES: dict[int, tuple[Style, ...]] = {7: (crossed_seven,), 9: (curled_nine, mirrored_nine)}
-"""Each styled digit takes one of its digit's styles, at random."""
-CANDIDATES: dict[int, tuple[Style, ...]] = {1: (footed_one, flagged_one)}
-"""Drawn and tested, not yet in STYLES: what they cost MNIST and buy Semeion and photos needs trainings of
-seeds 1-3 with them (the 1s especially: a 1 must not become a turned 7)."""
+STYLES: dict[str, tuple[int, Style]] = {style.__name__: (digit, style) for digit, style in (
+    (1, footed_one), (1, flagged_one), (1, upstroke_one), (4, closed_four), (4, open_four),
+    (7, crossed_seven), (9, curled_nine), (9, mirrored_nine), (9, straight_nine))}
+"""Every style by name, with the digit it is drawn on. A styled digit takes one of its digit's chosen
+styles, at random; each can be left out by name (`Augmentation.style_names`, `train --style`)."""
 
 
-def restyle(x: np.ndarray, y: np.ndarray, share: float, seed: int) -> np.ndarray:
-    """A copy of the uint8 digits `x` in which about `share` of the 7s and 9s carry their style."""
+def check_names(names: Sequence[str]) -> None:
+    """A one-line error for a style name this code does not draw (a typo, or a run recorded by other code)."""
+    unknown = sorted(set(names) - set(STYLES))
+    if unknown:
+        raise UserError(f"unknown style {', '.join(unknown)} (known: {', '.join(STYLES)})")
+
+
+def restyle(x: np.ndarray, y: np.ndarray, share: float, seed: int, names: Sequence[str] = tuple(STYLES)
+             ) -> np.ndarray:
+    """A copy of the uint8 digits `x` in which about `share` of each styled digit's images carry one of
+    the styles `names` (all by default) drawn on that digit."""
+    check_names(names)
+    by_digit: dict[int, list[Style]] = {}
+    for name in STYLES:  # in STYLES' order, whatever the order of `names`: the same run, the same digits
+        if name in names:
+            by_digit.setdefault(STYLES[name][0], []).append(STYLES[name][1])
     rng = np.random.default_rng(seed)
     x = x.copy()
-    for digit, styles in STYLES.items():
+    for digit, styles in sorted(by_digit.items()):
         chosen = np.nonzero(y == digit)[0]
         for i in rng.choice(chosen, int(share * len(chosen)), replace=False):
             style = styles[int(rng.integers(len(styles)))]

@@ -154,6 +154,22 @@ images, and the calibrated probability the top answer needs. Models exported bef
 always did (temperature 1, threshold 0.5)."""
 
 
+def _trained_on(v: Any) -> bool:
+    return isinstance(v, dict) and _text(v.get("name")) and _sha256(v.get("sha256")) and _int(v.get("images")) \
+        and v["images"] > 0
+
+
+_TRAINING_FIELDS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("training.data", lambda v: isinstance(v, list) and v != [] and all(map(_trained_on, v)),
+     "a non-empty list of {name, sha256, images} objects"),
+    ("training.styles.share", _fraction, "a number in [0, 1]"),
+    ("training.styles.names", lambda v: isinstance(v, list) and all(map(_text, v)), "a list of non-empty strings"),
+)
+"""The optional record of what the run trained on (its metrics.json's `training`): each data set with its
+sha256 and the images taken from it, and the handwriting styles drawn (digitcnn/styles.py). Models
+exported before it have none."""
+
+
 STAGE_KINDS = ("conv", "max_pool", "dense", "softmax")
 
 
@@ -252,6 +268,8 @@ def validate_metadata(meta: Any, where: str = "model metadata") -> dict:
         _check(meta, _CONFIDENCE_FIELDS, where)
     if "stages" in meta:  # models exported before the Inside view have none
         _check_stages(meta, where)
+    if "training" in meta:  # models exported before the run recorded it have none
+        _check(meta, _TRAINING_FIELDS, where)
     return meta
 
 
@@ -262,10 +280,12 @@ def check_pixel_scaling(obj: Any, where: str) -> dict:
 
 
 def build_metadata(*, variant: str, input: dict, output: dict, features: dict, confidence: dict, pixel_scaling: dict,
-                   source: dict, verification: dict, flatbuffer: bytes, stages: dict | None = None) -> dict:
+                   source: dict, verification: dict, flatbuffer: bytes, stages: dict | None = None,
+                   training: dict | None = None) -> dict:
     """The full, validated metadata of one exported flatbuffer (`input`/`output`/`features`: shape,
     dtype, scale, zero_point as the interpreter reports them; `confidence`: the "no digit" rule;
-    `stages`: each layer's output, for int8 models, export/stages.py)."""
+    `stages`: each layer's output, for int8 models, export/stages.py; `training`: what the run trained
+    on, as its metrics.json records it)."""
     meta = {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
@@ -283,6 +303,8 @@ def build_metadata(*, variant: str, input: dict, output: dict, features: dict, c
     }
     if stages is not None:
         meta["stages"] = dict(stages)
+    if training is not None:
+        meta["training"] = dict(training)
     return validate_metadata(meta)
 
 

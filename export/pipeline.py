@@ -92,7 +92,7 @@ def _finish(variant: str, flatbuffer: bytes, source: Source, mnist: Mnist, keras
                         f"{variant}: {'; '.join(problems)}; not written{removed}")
     meta = build_metadata(variant=variant, **io, confidence=confidence(flatbuffer, io_meta, validation),
                           pixel_scaling=source.pixel_scaling, source=source.summary(), verification=scores,
-                          flatbuffer=flatbuffer, stages=stages)
+                          flatbuffer=flatbuffer, stages=stages, training=source.metrics.get("training"))
     tflite = embed_metadata(flatbuffer, meta)
     latency = latency_per_image(tflite, one_image)  # timed on the final file, which proves it loads and runs
     for target in (path, sidecar_path(path)):  # both writable, or neither written

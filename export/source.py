@@ -21,7 +21,7 @@ from edge.metadata import check_pixel_scaling, model_input
 # library versions, enough to train the same weights again (training is deterministic on one machine kind).
 SUMMARY_KEYS = ("model", "params", "test_accuracy", "weights_sha256", "versions")
 # The run's settings that name places on the machine that trained it, not what it computed.
-LOCAL_SETTINGS = ("out", "data")
+LOCAL_SETTINGS = ("out", "data", "usps_path")
 # One image per call: LiteRT.js rejects a dynamic batch; Python resizes the batch after loading.
 INPUT_SHAPE = [1, 28, 28, 1]
 

@@ -123,6 +123,7 @@ def test_the_schema_table_is_the_validators():
     d = "d"  # the features' width, as the table names it
     fields = [*md._FIELDS, *md._RECIPE_FIELDS, ("features.shape", None, "a list of 2 positive integers"),
               *md._feature_fields(d), *md._adaptation_fields(d), *md._CONFIDENCE_FIELDS, *md._STAGES_FIELDS,
+              *md._TRAINING_FIELDS,
               ("stages.layers.i.kind", None, f"one of {', '.join(md.STAGE_KINDS)}"),
               *{f: (f, None, wants) for kind in md.STAGE_KINDS for f, _, wants in md._stage_fields("i", kind)}.values()]
     for field, _, wants in fields:

@@ -195,6 +195,8 @@ def test_embedded_metadata_round_trips_and_the_file_still_runs(exported, test_im
     (lambda m: m.update(adaptation={"version": 1, "samples": [1] * 10, "center": m["features"]["mean"],
                                     "weights": [[0.0] * 3] * 10}), "adaptation.weights"),
     (lambda m: m.pop("features") and m.update(adaptation={}), "features.shape"),
+    (lambda m: m["training"]["data"][0].update(images=0), "training.data"),
+    (lambda m: m["training"]["styles"].update(share=2), "training.styles.share"),
 ])
 def test_bad_metadata_is_a_one_line_error_naming_the_field(exported, change, field):
     out, _ = exported
@@ -204,6 +206,15 @@ def test_bad_metadata_is_a_one_line_error_naming_the_field(exported, change, fie
     with pytest.raises(UserError) as error:
         md.validate_metadata(meta)
     assert field in str(error.value) and "\n" not in str(error.value)
+
+
+def test_the_model_says_what_its_run_trained_on(exported, small_run):
+    """metrics.json's `training` (data sets with their sha256, styles) travels into every export's metadata."""
+    out, _ = exported
+    training = json.loads((small_run / "metrics.json").read_text())["training"]
+    assert training["data"][0]["name"] == "mnist"
+    for variant in ("int8", "float32"):
+        assert json.loads((out / f"model_{variant}.json").read_text())["training"] == training
 
 
 def test_float_input_is_scaled_pixels_and_uint8_output_is_dequantized():

@@ -13,6 +13,8 @@ import time
 import pytest
 
 from conftest import ROOT, run_cli
+from digitcnn.data import USPS_SHA256
+from digitcnn.styles import STYLES
 
 pytestmark = pytest.mark.slow
 
@@ -30,6 +32,12 @@ def test_short_run_lowers_the_loss_and_writes_every_output(small_run):
         assert key in m
     assert m["model"] == "lenet5" and m["params"] == 61_706 and m["data"]["train"] == 5400
     assert len(m["data"]["sha256"]) == 64
+    # What it trained on: MNIST's share of the subset, and as large a share of USPS's training split
+    # (the shared datasets' copy, found through $DIGITCNN_DATASETS); every style, at 0.3.
+    assert m["training"]["data"] == [
+        {"name": "mnist", "sha256": m["data"]["sha256"], "images": 5400},
+        {"name": "usps-train", "sha256": USPS_SHA256, "images": round(6000 / 60000 * 7291)}]
+    assert m["training"]["styles"] == {"share": 0.3, "names": list(STYLES)} and m["config"]["usps"]
     for name in ("model.keras", "metrics.json", "curves.png", "config.json"):
         assert (small_run / name).stat().st_size > 0
     assert (small_run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -46,15 +54,47 @@ def test_mirrored_on_two_logical_cpus(tmp_path, mnist_npz):
     assert m["strategy"] == "MirroredStrategy" and m["replicas"] == 2 and m["global_batch"] == 256
 
 
-def test_styles_flag_is_part_of_the_run(tmp_path, mnist_npz):
-    """`--styles` redraws some 7s and 9s (digitcnn/styles.py); the share is part of the run's
-    identity, so resuming with another share is refused."""
+def test_styles_flags_are_part_of_the_run(tmp_path, mnist_npz):
+    """`--styles` redraws some 1s, 4s, 7s and 9s (digitcnn/styles.py), `--style` picks which; both are part
+    of the run's identity, so resuming with another share or other styles is refused, and the same
+    command resumes."""
     out = tmp_path / "styled"
-    args = ("train", "--model", "lenet5", "--subset", "500", "--epochs", "1", "--data", str(mnist_npz), "--out", str(out))
-    run_cli(*args, "--styles", "0.3")
-    assert json.loads((out / "config.json").read_text())["augmentation"]["styles"] == 0.3
-    refused = run_cli(*args, check=False)
-    assert refused.returncode == 1 and "styles" in refused.stderr and "Traceback" not in refused.stderr
+    args = ("train", "--model", "lenet5", "--subset", "500", "--epochs", "1", "--no-usps", "--data", str(mnist_npz),
+            "--out", str(out))
+    run_cli(*args, "--styles", "0.2", "--style", "straight_nine", "--style", "crossed_seven")
+    augmentation = json.loads((out / "config.json").read_text())["augmentation"]
+    assert augmentation["styles"] == 0.2 and augmentation["style_names"] == ["crossed_seven", "straight_nine"]
+    assert _metrics(out)["training"]["styles"] == {"share": 0.2, "names": ["crossed_seven", "straight_nine"]}
+    for other in (("--styles", "0.2"), ("--styles", "0.3", "--style", "straight_nine", "--style", "crossed_seven")):
+        refused = run_cli(*args, *other, check=False)
+        assert refused.returncode == 1 and "styles" in refused.stderr and "Traceback" not in refused.stderr
+    again = run_cli(*args, "--styles", "0.2", "--style", "crossed_seven", "--style", "straight_nine")
+    assert "resuming" in again.stdout
+
+
+def test_usps_is_used_when_found_and_the_run_says_so_when_not(tmp_path, mnist_npz, datasets_dir):
+    """Without the shared datasets (a fresh machine) training goes on with MNIST alone and says so in one
+    line; `--no-usps` leaves it out; `--usps PATH` names it. Which it was is part of the run: resuming
+    with the other is refused."""
+    args = ("train", "--model", "lenet5", "--subset", "500", "--epochs", "1", "--data", str(mnist_npz))
+    fresh = run_cli(*args, "--out", str(tmp_path / "fresh"), env={"DIGITCNN_DATASETS": str(tmp_path / "none")})
+    assert [line for line in fresh.stdout.splitlines() if "USPS" in line] == [
+        "USPS not found (no $DIGITCNN_DATASETS/usps/usps.npz): training on MNIST alone; "
+        "add USPS's training split with --usps PATH"]
+    assert [d["name"] for d in _metrics(tmp_path / "fresh")["training"]["data"]] == ["mnist"]
+    assert not _metrics(tmp_path / "fresh")["config"]["usps"]
+    off = run_cli(*args, "--no-usps", "--styles", "0", "--out", str(tmp_path / "off"))
+    assert "USPS" not in off.stdout
+    assert _metrics(tmp_path / "off")["training"] == {
+        "data": [{"name": "mnist", "sha256": _metrics(tmp_path / "off")["data"]["sha256"], "images": 450}],
+        "styles": {"share": 0.0, "names": []}}
+    run_cli(*args, "--usps", str(datasets_dir / "usps" / "usps.npz"), "--out", str(tmp_path / "named"),
+            env={"DIGITCNN_DATASETS": str(tmp_path / "none")})
+    assert _metrics(tmp_path / "named")["training"]["data"][1]["name"] == "usps-train"
+    refused = run_cli(*args, "--no-usps", "--out", str(tmp_path / "named"), check=False)
+    assert refused.returncode == 1 and "usps: True -> False" in refused.stderr and "Traceback" not in refused.stderr
+    both = run_cli(*args, "--no-usps", "--usps", "x.npz", "--out", str(tmp_path / "both"), check=False)
+    assert both.returncode == 1 and "contradict" in both.stderr and "Traceback" not in both.stderr
 
 
 @pytest.mark.parametrize("devices", [1, 2])

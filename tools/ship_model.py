@@ -50,8 +50,8 @@ def _retrain(recorded: dict, out: Path, data: str | None) -> dict:
     if load_mnist(data).sha256 != recorded["data_sha256"]:
         raise UserError(f"this MNIST ({data or 'the default'}) is not the data the shipped model was trained on "
                         f"(sha256 {recorded['data_sha256'][:16]}...)")
-    try:
-        config = TrainConfig(**recorded["config"], out=str(out), data=data)
+    try:  # a record without `usps` predates training on USPS: it trained on MNIST alone
+        config = TrainConfig(**{"usps": False, **recorded["config"]}, out=str(out), data=data)
     except TypeError as e:
         raise UserError(f"the recorded settings do not fit this code's TrainConfig ({e})") from None
     return train(config)
