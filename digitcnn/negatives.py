@@ -216,3 +216,17 @@ def _warp(canvas: Image.Image, rng: np.random.Generator) -> Image.Image:
     c = SIDE / 2
     return canvas.transform((SIDE, SIDE), Image.AFFINE, (a, b, c - a * c - b * c, d, e, c - d * c - e * c),
                             resample=Image.BILINEAR)
+
+
+def with_negatives(x: np.ndarray, y: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The training digits followed by as many negatives, labelled -1, as make `share` of the whole
+    (so about `share` of every shuffled batch); labels come back as int64. `share` 0 adds none."""
+    count = round(len(x) * share / (1 - share))
+    negatives = training_negatives(count, seed, x[y >= 0], y[y >= 0])
+    return np.concatenate([x, negatives]), np.concatenate([y.astype(np.int64), np.full(count, -1)])
+
+
+def record(share: float, count: int) -> dict:
+    """What a run trained on as negatives, for its metrics.json and the model's metadata."""
+    return {"share": share, "images": count, "families": list(FAMILIES) if count else [],
+            "held_out": list(DEV_HELD_OUT)}
