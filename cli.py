@@ -47,7 +47,7 @@ def _import_tensorflow(*models: str | Path) -> None:
 @click.option("--styles", type=Finite(0, 1), default=0.0, show_default=True,
               help="Share of the 7s and 9s redrawn in styles MNIST lacks (crossed 7s, g-like and mirrored 9s): "
                    "better on European hands, MNIST about the same (docs/train.md).")
-@click.option("--negatives", type=Finite(0, 1, max_open=True), default=0.1, show_default=True,
+@click.option("--negatives", type=Finite(0, 1, max_open=True), default=0.2, show_default=True,
               help="Share of each batch that is generated shapes that are not digits, taught as unsure of every "
                    "digit (outlier exposure: docs/train.md); 0 turns it off.")
 @click.option("--subset", type=click.IntRange(min=2), help="Train on the first N training images (smoke tests).")

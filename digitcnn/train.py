@@ -34,7 +34,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     val_size: int = 5000
     seed: int = 1  # chosen among 1-3 on a development set: bench/seeds.py, docs/train.md
-    negatives: float = 0.1  # share of each batch that is generated non-digits, target uniform (digitcnn/negatives.py)
+    negatives: float = 0.2  # share of each batch that is generated non-digits, target uniform (digitcnn/negatives.py)
     subset: int | None = None  # train on the first N training images only
     augmentation: dict = field(default_factory=lambda: dataclasses.asdict(_default_augmentation()))
     strategy: str = "auto"
