@@ -24,6 +24,7 @@ a 0) or are as thin as a 1.
 
 from __future__ import annotations
 
+import hashlib
 from functools import lru_cache
 from pathlib import Path
 
@@ -226,7 +227,8 @@ def with_negatives(x: np.ndarray, y: np.ndarray, share: float, seed: int) -> tup
     return np.concatenate([x, negatives]), np.concatenate([y.astype(np.int64), np.full(count, -1)])
 
 
-def record(share: float, count: int) -> dict:
-    """What a run trained on as negatives, for its metrics.json and the model's metadata."""
-    return {"share": share, "images": count, "families": list(FAMILIES) if count else [],
-            "held_out": list(DEV_HELD_OUT)}
+def record(share: float, images: np.ndarray) -> dict:
+    """What a run trained on as negatives (`images`, as `with_negatives` appended them), for its
+    metrics.json and the model's metadata; the sha256 of their pixels tells two runs' negatives apart."""
+    return {"share": share, "images": len(images), "sha256": hashlib.sha256(images.tobytes()).hexdigest(),
+            "families": list(FAMILIES) if len(images) else [], "held_out": list(DEV_HELD_OUT)}

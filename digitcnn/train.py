@@ -204,7 +204,7 @@ def train(cfg: TrainConfig, log=print, on_epoch_end=None) -> dict:
         "pixel_scaling": data_lib.PIXEL_SCALING,
         "data": {"source": mnist.source, "sha256": mnist.sha256, "verified": mnist.verified,
                  "train": digits, "val": len(x_val), "test": len(mnist.x_test)},
-        "training": {"negatives": record(cfg.negatives, len(x_train) - digits)},
+        "training": {"negatives": record(cfg.negatives, x_train[digits:])},
         "config": dataclasses.asdict(cfg),
         "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
                      "keras": keras.__version__, "numpy": np.__version__},

@@ -4,6 +4,7 @@ training step, and a run that trains on them. A killed run that resumes exactly 
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 
 from conftest import run_cli
 from digitcnn import negatives as neg
+from digitcnn.data import run_split
 from edge.preprocess.frame import BOX, SIZE
 from negatives import FAMILIES as DEV_FAMILIES
 from negatives import SYMBOLS
@@ -114,8 +116,13 @@ def test_a_run_with_negatives_records_them_and_keeps_them_in_its_identity(tmp_pa
             "--out", str(out))
     run_cli(*args, "--negatives", "0.2")
     m = json.loads((out / "metrics.json").read_text())
+    with np.load(mnist_npz) as d:
+        x, y = d["x_train"][:1000], d["y_train"][:1000]
+    x_train, y_train, _, _ = run_split(x, y, val_size=5000, seed=1)
+    appended = neg.with_negatives(x_train, y_train, 0.2, seed=1)[0][len(x_train):]
     assert m["data"]["train"] == 900 and m["training"]["negatives"] == {
-        "share": 0.2, "images": 225, "families": list(neg.FAMILIES), "held_out": list(neg.DEV_HELD_OUT)}
+        "share": 0.2, "images": 225, "sha256": hashlib.sha256(appended.tobytes()).hexdigest(),
+        "families": list(neg.FAMILIES), "held_out": list(neg.DEV_HELD_OUT)}
     assert 0 <= m["history"][0]["accuracy"] <= 1
     refused = run_cli(*args, "--negatives", "0", check=False)
     assert refused.returncode == 1 and "negatives" in refused.stderr and "Traceback" not in refused.stderr
