@@ -70,7 +70,7 @@ def fit_threshold(probabilities: np.ndarray, withheld: float = WITHHELD) -> floa
     rounded down to 4 decimals, as it is stored, so rounding cannot withhold more."""
     top = np.sort(probabilities.max(axis=1))
     edge = float(top[min(int(withheld * len(top)), len(top) - 1)])  # under it: at most that many digits
-    return max(THRESHOLD, np.floor(edge * 1e4) / 1e4)
+    return max(THRESHOLD, float(np.floor(edge * 1e4) / 1e4))
 
 
 @dataclass(frozen=True)
