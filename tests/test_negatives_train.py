@@ -84,6 +84,22 @@ def test_with_negatives_appends_the_share_labelled_minus_one(digits):
     assert neg.with_negatives(x, y, 0.0, seed=1)[0].shape == x.shape
 
 
+def test_styles_leave_negatives_alone_and_the_warps_apply_to_them(digits):
+    from digitcnn.augment import Augmentation
+    from digitcnn.data import scale_pixels, training_batches
+    from digitcnn.styles import restyle
+
+    x, y = digits
+    xs, ys = neg.with_negatives(x[:300], y[:300], 0.5, seed=1)
+    assert np.array_equal(restyle(xs, ys, 1.0, seed=1)[ys < 0], xs[ys < 0])
+    batches = training_batches(xs, ys, 600, seed=1, epochs=range(1), augmentation=Augmentation())
+    images, labels = (t.numpy() for t in next(iter(batches)))
+    row = int(np.flatnonzero(labels < 0)[0])
+    plain = scale_pixels(xs[ys < 0].astype(np.float32))
+    assert not any(np.allclose(images[row, ..., 0], p) for p in plain)  # warped, like every digit
+    assert (labels < 0).sum() == 300  # the whole epoch in one batch: every negative, once
+
+
 def test_a_negatives_loss_is_the_cross_entropy_to_uniform():
     """The step's loss on a digit and a negative, recomputed by hand: label smoothing on the digit,
     the uniform target on the negative; only the digit is counted for accuracy."""
