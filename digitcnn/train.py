@@ -34,6 +34,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     val_size: int = 5000
     seed: int = 1  # fixed; the recipe is judged on the mean of seeds 1-3 (bench/seeds.py, docs/train.md)
+    negatives: float = 0.2  # share of each batch that is generated non-digits, target uniform (digitcnn/negatives.py)
     subset: int | None = None  # train on the first N training images only
     augmentation: dict = field(default_factory=lambda: dataclasses.asdict(_default_augmentation()))
     strategy: str = "auto"
@@ -51,7 +52,8 @@ class TrainConfig:
 
 # Settings that change what a run computes: a rerun in the same directory must repeat them.
 RUN_IDENTITY = ("model", "epochs", "batch_size", "lr", "weight_decay", "warmup_epochs",
-                "label_smoothing", "val_size", "seed", "subset", "augmentation", "mixed_precision", "usps")
+                "label_smoothing", "val_size", "seed", "subset", "augmentation", "mixed_precision", "usps",
+                "negatives")
 
 
 # The steps of this process's first epoch that `--profile` traces: past the first step's tracing and
@@ -77,6 +79,7 @@ def train(cfg: TrainConfig, log=print, on_epoch_end=None) -> dict:
     from digitcnn.augment import Augmentation
     from digitcnn.distribute import choose_strategy, is_chief, scaled_lr
     from digitcnn.model import build_model
+    from digitcnn.negatives import record, with_negatives
 
     started = time.time()
     strategy = choose_strategy(cfg.strategy, cfg.devices)  # first: it may configure devices
@@ -89,6 +92,8 @@ def train(cfg: TrainConfig, log=print, on_epoch_end=None) -> dict:
         log(f"USPS not found (no $DIGITCNN_DATASETS/{data_lib.USPS_DEFAULT}): training on MNIST alone; "
             "add USPS's training split with --usps PATH")
     cfg = dataclasses.replace(cfg, usps=usps_path is not None)  # the run records what it trained on
+    if not 0 <= cfg.negatives < 1:
+        raise UserError("--negatives must be a share in [0, 1)")
     _check_same_run(run_dir, cfg, write=chief)
 
     mnist = data_lib.load_mnist(cfg.data)
@@ -98,6 +103,8 @@ def train(cfg: TrainConfig, log=print, on_epoch_end=None) -> dict:
     x_train, y_train, usps = data_lib.with_usps(x_train, y_train, usps_path,
                                                 keep=min(1.0, (cfg.subset or len(mnist.x_train)) / len(mnist.x_train)))
     trained_on += [usps] if usps else []
+    digits = len(x_train)
+    x_train, y_train = with_negatives(x_train, y_train, cfg.negatives, cfg.seed)  # labelled -1
 
     keras.utils.set_random_seed(cfg.seed)
     tf.config.experimental.enable_op_determinism()
@@ -147,26 +154,28 @@ def train(cfg: TrainConfig, log=print, on_epoch_end=None) -> dict:
         augmentation=augmentation))
     for epoch in range(start_epoch, cfg.epochs):
         bar = progress_bar(steps_per_epoch, show=chief)
-        t0, loss_sum, correct_sum = time.perf_counter(), 0.0, 0.0
+        t0, loss_sum, correct_sum, digits_sum = time.perf_counter(), 0.0, 0.0, 0.0
         for step in range(steps_per_epoch):
             profiling = cfg.profile and chief and epoch == start_epoch and step in PROFILE_STEPS
             if profiling and step == PROFILE_STEPS.start:
                 tf.profiler.experimental.start(str(run_dir / "tensorboard"))
-            loss, correct = train_step(next(batches))
+            loss, correct, labelled = train_step(next(batches))
             if profiling and (step + 1 == PROFILE_STEPS.stop or step + 1 == steps_per_epoch):
                 float(loss)  # the trace ends when the last traced step has
                 tf.profiler.experimental.stop()
-            loss_sum, correct_sum = loss_sum + loss, correct_sum + correct  # tensors: no wait per step
+            # tensors: no wait per step
+            loss_sum, correct_sum, digits_sum = loss_sum + loss, correct_sum + correct, digits_sum + labelled
             if bar and (step % 10 == 9 or step + 1 == steps_per_epoch):
                 seen = (step + 1) * global_batch
-                bar.update(step + 1, [("loss", float(loss_sum) / (step + 1)), ("acc", float(correct_sum) / seen),
+                bar.update(step + 1, [("loss", float(loss_sum) / (step + 1)),
+                                      ("acc", float(correct_sum) / max(float(digits_sum), 1)),
                                       ("img/s", seen / (time.perf_counter() - t0))])
-        loss_sum, correct_sum = float(loss_sum), float(correct_sum)
+        loss_sum, correct_sum, digits_sum = float(loss_sum), float(correct_sum), float(digits_sum)
         seconds = time.perf_counter() - t0
         val_loss, val_acc = evaluate_logits(model, x_val, y_val)
         wall = time.perf_counter() - t0
         history.append({"epoch": epoch + 1, "loss": loss_sum / steps_per_epoch,
-                        "accuracy": correct_sum / (steps_per_epoch * global_batch),
+                        "accuracy": correct_sum / digits_sum,  # of the digits: negatives have no right answer
                         "val_loss": val_loss, "val_accuracy": val_acc, "seconds": seconds, "wall": wall,
                         "images_per_second": steps_per_epoch * global_batch / seconds})
         if chief:
@@ -207,7 +216,8 @@ def train(cfg: TrainConfig, log=print, on_epoch_end=None) -> dict:
         "pixel_scaling": data_lib.PIXEL_SCALING,
         "data": {"source": mnist.source, "sha256": mnist.sha256, "verified": mnist.verified,
                  "train": trained_on[0]["images"], "val": len(x_val), "test": len(mnist.x_test)},
-        "training": {"data": trained_on, "styles": augmentation.styles_record()},
+        "training": {"data": trained_on, "styles": augmentation.styles_record(),
+                     "negatives": record(cfg.negatives, x_train[digits:])},
         "config": dataclasses.asdict(cfg),
         "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
                      "keras": keras.__version__, "numpy": np.__version__},
@@ -239,7 +249,11 @@ def input_iterator(strategy, dataset):
 
 
 def make_train_step(strategy, model, optimizer, label_smoothing: float, global_batch: int):
-    """One optimizer step on a distributed batch -> (mean loss, correct answers), summed over replicas."""
+    """One optimizer step on a distributed batch -> (mean loss, correct answers, digits), summed over replicas.
+
+    A label -1 marks a negative (digitcnn/negatives.py): its target is the uniform distribution over
+    the ten digits (outlier exposure), which label smoothing leaves uniform; it has no right answer,
+    so only the digits are counted for accuracy."""
     import keras
     import tensorflow as tf
 
@@ -248,19 +262,19 @@ def make_train_step(strategy, model, optimizer, label_smoothing: float, global_b
     def step(images, labels):
         with tf.GradientTape() as tape:
             logits = tf.cast(model(images, training=True), tf.float32)
-            per_example = loss_fn(tf.one_hot(labels, 10), logits)
+            targets = tf.where(labels[:, None] < 0, 1.0 / 10, tf.one_hot(labels, 10))
+            per_example = loss_fn(targets, logits)
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
             scaled = optimizer.scale_loss(loss)
         grads = tape.gradient(scaled, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         correct = tf.reduce_sum(tf.cast(tf.argmax(logits, 1, output_type=tf.int32) == labels, tf.float32))
-        return loss, correct
+        return loss, correct, tf.reduce_sum(tf.cast(labels >= 0, tf.float32))
 
     @tf.function
     def train_step(batch):
-        loss, correct = strategy.run(step, args=batch)
         sum_ = tf.distribute.ReduceOp.SUM
-        return strategy.reduce(sum_, loss, axis=None), strategy.reduce(sum_, correct, axis=None)
+        return tuple(strategy.reduce(sum_, v, axis=None) for v in strategy.run(step, args=batch))
 
     return train_step
 

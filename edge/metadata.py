@@ -164,10 +164,16 @@ _TRAINING_FIELDS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
      "a non-empty list of {name, sha256, images} objects"),
     ("training.styles.share", _fraction, "a number in [0, 1]"),
     ("training.styles.names", lambda v: isinstance(v, list) and all(map(_text, v)), "a list of non-empty strings"),
+    ("training.negatives.share", _fraction, "a number in [0, 1]"),
+    ("training.negatives.images", lambda v: _int(v) and v >= 0, "a whole number, 0 or more"),
+    ("training.negatives.sha256", _sha256, "64 lowercase hex digits"),
+    ("training.negatives.families", lambda v: isinstance(v, list) and all(map(_text, v)), "a list of non-empty strings"),
+    ("training.negatives.held_out", lambda v: isinstance(v, list) and all(map(_text, v)), "a list of non-empty strings"),
 )
 """The optional record of what the run trained on (its metrics.json's `training`): each data set with its
-sha256 and the images taken from it, and the handwriting styles drawn (digitcnn/styles.py). Models
-exported before it have none."""
+sha256 and the images taken from it, the handwriting styles drawn (digitcnn/styles.py) and the
+generated shapes that are not digits taught as unsure (digitcnn/negatives.py). Models exported before
+it have none."""
 
 
 STAGE_KINDS = ("conv", "max_pool", "dense", "softmax")

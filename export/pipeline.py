@@ -13,7 +13,7 @@ import numpy as np
 from digitcnn.data import Mnist, load_mnist
 from edge.adapt import feature_statistics
 from edge.atomic import atomic_write, check_target, write_json
-from edge.confidence import THRESHOLD, fit_temperature
+from edge.confidence import calibrate, fit_temperature, fit_threshold
 from edge.metadata import build_metadata, embed_metadata, model_input, sidecar_path
 from export.calibration import representative_images
 from export.convert import check_io, convert_variants
@@ -58,9 +58,12 @@ def export_run(path: str | os.PathLike, variants: list[str], out: str | os.PathL
 
 def confidence(flatbuffer: bytes, io_meta: dict, validation: tuple[np.ndarray, np.ndarray]) -> dict:
     """The "no digit" rule of one variant (edge/confidence.py): the temperature that calibrates its own
-    probabilities on the run's validation images, and the fixed threshold."""
+    probabilities on the run's validation images, and the highest threshold that still answers those
+    digits (`fit_threshold`)."""
     pixels, labels = validation
-    return {"temperature": fit_temperature(predict(flatbuffer, pixels, io_meta), labels), "threshold": THRESHOLD,
+    probabilities = predict(flatbuffer, pixels, io_meta)
+    temperature = fit_temperature(probabilities, labels)
+    return {"temperature": temperature, "threshold": fit_threshold(calibrate(probabilities, temperature)),
             "images": len(labels)}
 
 

@@ -14,7 +14,7 @@ from conftest import UNSURE, run_cli, with_rule
 from digitcnn.data import load_mnist, run_split
 from edge import metadata as md
 from edge.adapt import Adapter
-from edge.confidence import THRESHOLD, Confidence, calibrate, fit_temperature
+from edge.confidence import THRESHOLD, WITHHELD, Confidence, calibrate, fit_temperature, fit_threshold
 from edge.errors import UserError
 from edge.runner import DigitModel
 
@@ -51,13 +51,27 @@ def test_export_writes_the_rule_fitted_on_the_runs_validation_images(int8_model,
     mnist = load_mnist(mnist_npz)
     *_, x_val, y_val = run_split(mnist.x_train, mnist.y_train, val_size=config["val_size"], seed=config["seed"],
                                  subset=config["subset"])
-    assert rule["threshold"] == THRESHOLD and rule["images"] == len(y_val) == 600  # a tenth of the 6,000
+    assert rule["images"] == len(y_val) == 600  # a tenth of the 6,000
     raw = DigitModel(int8_model).outputs(x_val)[md.PROBABILITIES]
+    assert rule["threshold"] == fit_threshold(calibrate(raw, rule["temperature"])) >= THRESHOLD
 
     def nll(temperature: float) -> float:
         return float(-np.log(calibrate(raw, temperature)[np.arange(len(y_val)), y_val]).mean())
 
     assert nll(rule["temperature"]) < min(nll(rule["temperature"] * 1.2), nll(rule["temperature"] / 1.2), nll(1.0))
+
+
+def test_fit_threshold_withholds_at_most_its_share_and_never_goes_under_one_half():
+    rng = np.random.default_rng(2)
+    bump = rng.uniform(5, 12, (5000, 1)) * np.eye(10)[rng.integers(0, 10, 5000)]
+    p = _softmax(rng.normal(0, 1, (5000, 10)) + bump)
+    top = p.max(axis=1)
+    assert np.mean(top < THRESHOLD) < WITHHELD  # at 0.5 this model would withhold under 0.25%
+    for share in (WITHHELD, 0.05):
+        threshold = fit_threshold(p, share)
+        assert threshold == round(threshold, 4) and np.mean(top < threshold) <= share
+        assert np.mean(top < threshold + 2e-4) > share  # none larger would do
+    assert fit_threshold(np.full((100, 10), 0.1), WITHHELD) == THRESHOLD  # an unsure model keeps 0.5
 
 
 @pytest.mark.parametrize("rule", [UNSURE, {"temperature": 1.0, "threshold": 0.9}, {"temperature": 0.5, "threshold": 0.99}])
