@@ -128,7 +128,7 @@ def test_a_negatives_loss_is_the_cross_entropy_to_uniform():
 @pytest.mark.slow
 def test_a_run_with_negatives_records_them_and_keeps_them_in_its_identity(tmp_path, mnist_npz):
     out = tmp_path / "run"
-    args = ("train", "--model", "lenet5", "--subset", "1000", "--epochs", "1", "--data", str(mnist_npz),
+    args = ("train", "--model", "lenet5", "--subset", "1000", "--epochs", "1", "--no-usps", "--data", str(mnist_npz),
             "--out", str(out))
     run_cli(*args, "--negatives", "0.2")
     m = json.loads((out / "metrics.json").read_text())
