@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -72,10 +71,10 @@ def test_a_job_restarted_after_a_worker_dies_ends_as_an_uninterrupted_one(uninte
     while not (out / "checkpoints" / "checkpoint").exists():
         assert all(p.poll() is None for p in procs) and time.time() < deadline, "no checkpoint while all ran"
         time.sleep(0.02)
-    procs[2].send_signal(signal.SIGKILL)
+    procs[2].kill()
     for p in procs:
-        p.send_signal(signal.SIGKILL)
-        p.wait()
+        p.kill()
+        p.communicate()
     assert not (out / "metrics.json").exists()
 
     chief_stdout = _finish(_start_job(out, mnist_npz, cluster))[0]
