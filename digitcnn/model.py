@@ -35,7 +35,7 @@ class FusedBatchNormalization(layers.BatchNormalization):
 
     Keras 3 builds training-mode batch norm from separate ops (keras-team/keras-core#225, "BatchNorm
     is slow"): in lenet-plus on two CPU cores the four batch norms took about half of each step, and
-    the fused kernel takes a step from 43-45 to 31-32 CPU ms (issue 27, docs/train.md). The numbers
+    the fused kernel takes a step from about 46 to 34 CPU ms (issue 27, docs/benchmarks.md). The numbers
     are Keras': inputs normalised by the batch's biased variance, and moving averages updated with
     Keras' momentum and that same biased variance (the kernel returns the unbiased one, scaled back
     here). Inference, and what the kernel does not do (masks, renorm, cross-replica statistics, other
@@ -56,7 +56,7 @@ class FusedBatchNormalization(layers.BatchNormalization):
             mean=tf.constant([]), variance=tf.constant([]), epsilon=self.epsilon, exponential_avg_factor=1.0,
             data_format="NHWC", is_training=True)
         n = tf.cast(tf.size(images) // tf.shape(images)[-1], "float32")  # values per channel
-        variance = unbiased * (tf.maximum(n - 1, 1) / n)  # undo the kernel's Bessel correction (its n - 1 floored at 1)
+        variance = unbiased * (tf.maximum(n - 1, 1) / n)  # the kernel's Bessel correction undone (n - 1 floored at 1)
         self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
         self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
         return ops.cast(tf.reshape(y, tf.shape(x)), self.compute_dtype)
