@@ -28,6 +28,7 @@ from edge.bench import benchmark, sample_digit, sample_frame  # noqa: E402
 
 KERAS_PREDICT = """
 import sys, json, numpy as np, keras
+import digitcnn.model  # registers lenet-plus's layers
 from edge.preprocess import load_image, to_mnist
 run = sys.argv[1]
 scaling = json.load(open(run + "/metrics.json"))["pixel_scaling"]

@@ -30,8 +30,9 @@ MAX_MAPS = 16  # feature maps drawn per stage: enough to see what the layer does
 CROP = 10  # side of the input crop whose pixel values are printed
 VECTOR_ROW = 200  # a longer vector is wrapped into rows of at most this many values
 
-# How each layer (Keras class) or op (TFLite) maps to a stage; "follow" steps (activation, batch
-# norm) replace the output of the stage before them, so both formats give the same stages.
+# How each layer (Keras class, or the nearest of its bases: FusedBatchNormalization is a batch norm) or
+# op (TFLite) maps to a stage; "follow" steps (activation, batch norm) replace the output of the stage
+# before them, so both formats give the same stages.
 KERAS_STEPS = {"Conv2D": "conv", "DepthwiseConv2D": "conv", "SeparableConv2D": "conv", "MaxPooling2D": "pool",
                "AveragePooling2D": "pool", "Flatten": "flatten", "Dense": "dense", "BatchNormalization": "follow",
                "ReLU": "follow", "Activation": "follow", "LeakyReLU": "follow"}
@@ -84,6 +85,11 @@ def explainer(path: str | Path) -> Callable[[np.ndarray], list[Stage]]:
     return _tflite_explainer(path) if path.suffix == ".tflite" else _keras_explainer(path)
 
 
+def _keras_step(layer) -> str | None:
+    """The stage of a Keras layer, by its class or the nearest base class KERAS_STEPS names."""
+    return next((KERAS_STEPS[c.__name__] for c in type(layer).__mro__ if c.__name__ in KERAS_STEPS), None)
+
+
 def _keras_explainer(path: Path) -> Callable[[np.ndarray], list[Stage]]:
     import keras
 
@@ -93,12 +99,12 @@ def _keras_explainer(path: Path) -> Callable[[np.ndarray], list[Stage]]:
     model = load_keras_model(source)
     probe = keras.Model(model.inputs, [layer.output for layer in model.layers])
     io = {"pixel_scaling": source.pixel_scaling, "input": float_input_spec()}
-    first_conv = next(layer for layer in model.layers if KERAS_STEPS.get(type(layer).__name__) == "conv")
+    first_conv = next(layer for layer in model.layers if _keras_step(layer) == "conv")
     filters = np.moveaxis(keras.ops.convert_to_numpy(first_conv.kernel)[:, :, 0, :], -1, 0)  # (out, h, w)
 
     def stages(pixels: np.ndarray) -> list[Stage]:
         outputs = [keras.ops.convert_to_numpy(o)[0] for o in probe([model_input(pixels, io)])]
-        steps = [(KERAS_STEPS.get(type(layer).__name__), o) for layer, o in zip(model.layers, outputs)]
+        steps = [(_keras_step(layer), o) for layer, o in zip(model.layers, outputs)]
         logits = outputs[-1].astype(np.float64)
         probs = np.exp(logits - logits.max())
         return assemble(pixels, filters, steps, (probs / probs.sum()).astype(np.float32))

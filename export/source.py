@@ -81,6 +81,8 @@ def load_keras_model(source: Source):
     """The trained Keras model, or a one-line UserError if the file is not one."""
     import keras
 
+    import digitcnn.model  # noqa: F401  registers the layers lenet-plus saves (FusedBatchNormalization)
+
     try:
         return keras.saving.load_model(source.model_path, compile=False)
     except Exception as e:  # Keras raises many types for a damaged file; all mean the same here
