@@ -40,7 +40,7 @@ def test_short_run_lowers_the_loss_and_writes_every_output(small_run):
 
 def test_mirrored_on_two_logical_cpus(tmp_path, mnist_npz):
     out = tmp_path / "mirrored"
-    run_cli("train", "--subset", "2000", "--epochs", "1", "--strategy", "mirrored", "--devices", "2",
+    run_cli("train", "--subset", "600", "--epochs", "1", "--strategy", "mirrored", "--devices", "2",
             "--data", str(mnist_npz), "--out", str(out))
     m = _metrics(out)
     assert m["strategy"] == "MirroredStrategy" and m["replicas"] == 2 and m["global_batch"] == 256
@@ -162,7 +162,7 @@ def test_mixed_precision_trains_with_float32_weights(tmp_path, mnist_npz):
     import keras
 
     out = tmp_path / "mixed"
-    run_cli("train", "--model", "lenet5", "--subset", "2000", "--epochs", "1", "--mixed-precision",
+    run_cli("train", "--model", "lenet5", "--subset", "600", "--epochs", "1", "--mixed-precision",
             "--data", str(mnist_npz), "--out", str(out))
     m = _metrics(out)
     assert m["config"]["mixed_precision"] and 0 < m["history"][0]["loss"] < 3
