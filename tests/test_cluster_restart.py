@@ -1,5 +1,7 @@
-"""A TFJob-style job on one machine: a chief and two workers train one model, and a job whose worker
-dies mid-run is restarted and ends with the weights of an uninterrupted run."""
+"""A TFJob-style job on one machine (TF_CONFIG with `chief` and `worker` roles, as Kubeflow's operator
+writes it; Slurm's tasks, all workers, are tested in test_cluster.py): a chief and two workers train
+one model, and a job whose worker dies mid-run is restarted and ends with the weights of an
+uninterrupted run."""
 
 from __future__ import annotations
 
@@ -59,6 +61,7 @@ def test_a_chief_and_two_workers_train_one_model(uninterrupted):
     fingerprints = [line.split()[-1] for stdout in stdouts for line in stdout.splitlines()
                     if line.strip().startswith("weights")]
     assert len(fingerprints) == 3 and all(m["weights_sha256"].startswith(f) for f in fingerprints)
+    assert not list(out.glob(".worker-*"))  # the workers' scratch checkpoints are gone
 
 
 def test_a_job_restarted_after_a_worker_dies_ends_as_an_uninterrupted_one(uninterrupted, tmp_path, mnist_npz):

@@ -121,30 +121,6 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
-def test_a_tfjob_chief_and_worker_on_localhost_end_with_identical_weights(tmp_path, mnist_npz):
-    """TF_CONFIG as Kubeflow's TFJob writes it: a `chief` and a `worker` (Slurm's tasks, all workers,
-    are tested in test_cluster.py)."""
-    ports = _free_ports(2)
-    cluster = {"chief": [f"localhost:{ports[0]}"], "worker": [f"localhost:{ports[1]}"]}
-    out = tmp_path / "multi"
-    procs = []
-    for role in ("chief", "worker"):
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
-               "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": role, "index": 0}})}
-        procs.append(subprocess.Popen(
-            [sys.executable, str(ROOT / "cli.py"), "train", "--subset", "2000", "--epochs", "2",
-             "--strategy", "multiworker", "--data", str(mnist_npz), "--out", str(out)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
-    outputs = [p.communicate(timeout=600) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
-    fingerprints = [line.split()[-1] for stdout, _ in outputs for line in stdout.splitlines()
-                    if line.strip().startswith("weights")]
-    assert len(fingerprints) == 2 and fingerprints[0] == fingerprints[1]
-    m = _metrics(out)  # the chief's files
-    assert m["replicas"] == 2 and m["weights_sha256"].startswith(fingerprints[0])
-    assert not list(out.glob(".worker-*"))  # the other worker's scratch checkpoints are gone
-
-
 def _train_args(out, data, seed="1") -> list[str]:
     return ["train", "--model", "lenet-plus", "--subset", "3000", "--epochs", "3", "--seed", seed,
             "--data", str(data), "--out", str(out)]
