@@ -78,10 +78,10 @@ def ink_is_dark(gray: np.ndarray) -> bool:
     """Polarity: is the ink darker than its background?
 
     Ink is the heavy tail: far more contrast lies beyond the paper's spread on the ink's side than
-    on the other, measured against the median (even light, however bold the strokes). A heavy tail
-    over a fifth of the image is either bold ink or the lit part of a page half in shadow (the
-    median then is the shadow's level): the paper's local level (a median over a few strokes' width,
-    which keeps a shadow's edge where it is) decides, if thin strokes stand out against it. When there are
+    on the other. It is measured first against the paper's local level (a median over a few strokes'
+    width, which keeps a shadow's edge where it is), so the lit part of a page mostly in shadow is
+    not taken for bright ink, if thin strokes stand out against it; else against the median (even
+    light, however bold the strokes), where a tail over a fifth of the image may still be bold ink. When there are
     no tails, because the image is two clean levels of similar share (a tight crop of a bold digit),
     the paper is the level that shows through holes in the other (a 0's inside, an 8's loops) as
     well as at the border; failing that, the level that owns most of the border, which ink reaches
@@ -92,14 +92,15 @@ def ink_is_dark(gray: np.ndarray) -> bool:
     g = np.asarray(gray, dtype=np.float32)
     sample = subsample(g)
     h, w = sample.shape
+    local = _heavy_tail(sample - median_filter(sample, LOCAL_PAPER), 0.2)
+    if local is not None:
+        return local
     centred = sample - np.float32(median(sample))
     dark = _heavy_tail(centred, 0.2)
+    if dark is None:
+        dark = _heavy_tail(centred, 0.5)  # a broad tail: bold ink, or the lit part of a page half in shadow
     if dark is not None:
         return dark
-    dark = _heavy_tail(centred, 0.5)
-    if dark is not None:  # a broad tail: bold ink, or the lit part of a page half in shadow
-        local = _heavy_tail(sample - median_filter(sample, LOCAL_PAPER), 0.2)
-        return dark if local is None else local
     threshold, separation = otsu_split(sample)
     bright = sample >= threshold
     if separation >= MIN_SEPARATION and 0.1 <= bright.mean() <= 0.9:
@@ -153,19 +154,29 @@ def _background(g: np.ndarray, small: np.ndarray, surface: np.ndarray) -> np.nda
     Worked out at ~48 px (`small`, with the paper `surface` fitted there). When strokes are thin
     next to the image, a morphological opening with a window over 3x the stroke width (at least
     a quarter of the image) follows shadows and creases but cannot follow strokes; it is floored
-    by the surface, which knows vignetted corners the window is too wide for. When strokes are as
+    by the surface, which knows vignetted corners the window is too wide for, and, when strokes
+    are thin, by a median over half the image (`_rough_ink`), which keeps a shadow's edge where
+    it is and the narrow wedge of shadow an edge cuts off at the border (that the opening's
+    window is too wide for), while strokes cover too little of it to move it. When strokes are as
     thick as the image is small (a tight crop of a bold digit) any window would eat them, and the
     surface alone is the background.
     """
     bh, bw = small.shape
-    res = small - surface
-    ink0 = res > max(otsu_threshold(res.ravel()), 0.0)
-    k = max(3, min(bw, bh) // 4, int(3 * _stroke_width(ink0, min(bw, bh) // 4)) + 1) | 1
+    side = min(bw, bh)
+    wide = median_filter(small, side // 2 | 1)
+    thin = _stroke_width(_rough_ink(small - wide), side // 4)
+    stroke = _stroke_width(_rough_ink(small - surface), side // 4)
+    if int(3 * stroke) + 1 > side // 2:  # or a shadow the surface could not follow, that the median did
+        stroke = thin
+    k = max(3, side // 4, int(3 * stroke) + 1) | 1
     h, w = g.shape
-    if k > min(bw, bh) // 2:
+    if k > side // 2:
         return resize(surface, (w, h), Image.BILINEAR) if (bw, bh) != (w, h) else surface
     opened = minmax_filter(minmax_filter(small, k, np.minimum), k, np.maximum)
-    bg = box_blur(np.maximum(opened, surface), 1)
+    bg = np.maximum(opened, surface)
+    if int(3 * thin) + 1 <= side // 4:
+        bg = np.maximum(bg, wide)
+    bg = box_blur(bg, 1)
     if (bw, bh) == (w, h):
         return bg
     bg = resize(bg, (w, h), Image.BILINEAR)
@@ -175,6 +186,11 @@ def _background(g: np.ndarray, small: np.ndarray, surface: np.ndarray) -> np.nda
     for _ in range(int(2 * w / bw) + 1):
         bg = np.minimum(minmax_filter(bg, 3, np.maximum), g)
     return bg
+
+
+def _rough_ink(res: np.ndarray) -> np.ndarray:
+    """Ink at a glance, for measuring strokes: what stands above a background by more than Otsu's split."""
+    return res > max(otsu_threshold(res.ravel()), 0.0)
 
 
 def _stroke_width(ink: np.ndarray, thin: int) -> float:
