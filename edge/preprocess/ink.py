@@ -57,12 +57,12 @@ def _paper_surface(small: np.ndarray, paper: np.ndarray | None = None) -> np.nda
     for _ in range(2):
         if paper.sum() < basis.shape[1] * 4:
             break
-        a = basis[paper]
+        a = basis[paper].astype(np.float64)  # normal equations in float64, as web/preprocess solves them
         try:
-            coef = np.linalg.solve(a.T @ a, a.T @ values[paper])
+            coef = np.linalg.solve(a.T @ a, a.T @ values[paper].astype(np.float64))
         except np.linalg.LinAlgError:
             break
-        fitted = basis @ coef
+        fitted = (basis @ coef).astype(np.float32)
         res = values - fitted
         paper = np.abs(res) <= max(2.5 * 1.4826 * median(np.abs(res[paper])), 2.0)
     flat = median(values[paper]) if paper.any() else flat
