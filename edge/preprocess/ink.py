@@ -154,19 +154,22 @@ def _background(g: np.ndarray, small: np.ndarray, surface: np.ndarray) -> np.nda
     Worked out at ~48 px (`small`, with the paper `surface` fitted there). When strokes are thin
     next to the image, a morphological opening with a window over 3x the stroke width (at least
     a quarter of the image) follows shadows and creases but cannot follow strokes; it is floored
-    by the surface, which knows vignetted corners the window is too wide for, and, when strokes
-    are thin, by a median over half the image (`_rough_ink`), which keeps a shadow's edge where
-    it is and the narrow wedge of shadow an edge cuts off at the border (that the opening's
-    window is too wide for), while strokes cover too little of it to move it. When strokes are as
+    by the surface, which knows vignetted corners the window is too wide for. When strokes are
+    thin, a median over half the image (mirrored at the border, that strokes cover too little of to move) takes over
+    where it is well above the opening in regions that come in from the border, as shadows do:
+    it keeps the narrow wedge of shadow an edge cuts off at the border, that the opening's window
+    is too wide for, while a digit's crowded middle, which a median can eat, lies inside. When strokes are as
     thick as the image is small (a tight crop of a bold digit) any window would eat them, and the
     surface alone is the background.
     """
     bh, bw = small.shape
     side = min(bw, bh)
-    wide = median_filter(small, side // 2 | 1)
-    thin = _stroke_width(_rough_ink(small - wide), side // 4)
+    wide = median_filter(small, side // 2 | 1, "reflect")
+    rough = _rough_ink(small - wide)
+    thin = _stroke_width(rough, side // 4)
     stroke = _stroke_width(_rough_ink(small - surface), side // 4)
-    if int(3 * stroke) + 1 > side // 2:  # or a shadow the surface could not follow, that the median did
+    page = rough.mean() < 0.1 and int(3 * thin) + 1 <= side // 4  # thin strokes, mostly paper: the median sees the paper
+    if int(3 * stroke) + 1 > side // 2 and page:  # a shadow taken for a bold stroke, that the median followed
         stroke = thin
     k = max(3, side // 4, int(3 * stroke) + 1) | 1
     h, w = g.shape
@@ -174,8 +177,8 @@ def _background(g: np.ndarray, small: np.ndarray, surface: np.ndarray) -> np.nda
         return resize(surface, (w, h), Image.BILINEAR) if (bw, bh) != (w, h) else surface
     opened = minmax_filter(minmax_filter(small, k, np.minimum), k, np.maximum)
     bg = np.maximum(opened, surface)
-    if int(3 * thin) + 1 <= side // 4:
-        bg = np.maximum(bg, wide)
+    if page:  # where the median is well above, and that comes in from the border
+        bg = np.where(_from_border(wide - bg > 2 * MIN_CONTRAST), wide, bg)
     bg = box_blur(bg, 1)
     if (bw, bh) == (w, h):
         return bg
@@ -186,6 +189,15 @@ def _background(g: np.ndarray, small: np.ndarray, surface: np.ndarray) -> np.nda
     for _ in range(int(2 * w / bw) + 1):
         bg = np.minimum(minmax_filter(bg, 3, np.maximum), g)
     return bg
+
+
+def _from_border(mask: np.ndarray) -> np.ndarray:
+    """The parts of a mask (8-connected) that touch the image's border."""
+    labels, count = label(mask)
+    keep = np.zeros(count + 1, bool)
+    keep[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = True
+    keep[0] = False
+    return keep[labels]
 
 
 def _rough_ink(res: np.ndarray) -> np.ndarray:

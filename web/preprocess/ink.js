@@ -179,28 +179,44 @@ function strokeWidth(ink, thin) {
   return 2 * sum(strokes.a) / Math.max(outline, 1);
 }
 
+/** Which pixels of a 0/1 plane belong to its parts (8-connected) touching the border (`_from_border`). */
+function fromBorder(mask) {
+  const {h, w} = mask;
+  const [labels, count] = label(mask);
+  const keep = new Uint8Array(count + 1);
+  for (let x = 0; x < w; x++) keep[labels.a[x]] = keep[labels.a[(h - 1) * w + x]] = 1;
+  for (let y = 0; y < h; y++) keep[labels.a[y * w]] = keep[labels.a[y * w + w - 1]] = 1;
+  keep[0] = 0;
+  return labels.a.map((id) => keep[id]);
+}
+
 /** Ink at a glance, for measuring strokes: above a background by more than Otsu's split (`_rough_ink`). */
 function roughInk(res) {
   const threshold = Math.max(otsuSplit(res.a)[0], 0);
   return map(res, (v) => (v > threshold ? 1 : 0));
 }
 
-/** The paper alone, ink bright: an opening wider than the strokes, floored by the surface and, when
- * strokes are thin, by a median over half the image, which keeps shadows' edges (`_background`). */
+/** The paper alone, ink bright: an opening wider than the strokes, floored by the surface; when strokes
+ * are thin, a median over half the image where it is well above, in regions from the border (`_background`). */
 function background(g, small, surface) {
   const {h: bh, w: bw} = small;
   const side = Math.min(bw, bh);
-  const wide = medianFilter(small, Math.floor(side / 2) | 1);
-  const thin = strokeWidth(roughInk(plane(bh, bw, small.a.map((v, i) => v - wide.a[i]))), Math.floor(side / 4));
+  const wide = medianFilter(small, Math.floor(side / 2) | 1, 'reflect');
+  const rough = roughInk(plane(bh, bw, small.a.map((v, i) => v - wide.a[i])));
+  const thin = strokeWidth(rough, Math.floor(side / 4));
   let stroke = strokeWidth(roughInk(plane(bh, bw, small.a.map((v, i) => v - surface.a[i]))), Math.floor(side / 4));
-  if (Math.trunc(3 * stroke) + 1 > Math.floor(side / 2)) stroke = thin;  // or a shadow the median followed
+  const page = sum(rough.a) / rough.a.length < 0.1 && Math.trunc(3 * thin) + 1 <= Math.floor(side / 4);  // mostly paper
+  if (Math.trunc(3 * stroke) + 1 > Math.floor(side / 2) && page) stroke = thin;  // a shadow taken for a bold stroke
   const k = Math.max(3, Math.floor(side / 4), Math.trunc(3 * stroke) + 1) | 1;
   const {h, w} = g;
   const same = bw === w && bh === h;
   if (k > Math.floor(side / 2)) return same ? surface : resize(surface, w, h, 'bilinear');
   const opened = maxFilter(minFilter(small, k), k);
   const floored = map(opened, (v, i) => Math.max(v, surface.a[i]));
-  if (Math.trunc(3 * thin) + 1 <= Math.floor(side / 4)) floored.a.forEach((v, i) => { floored.a[i] = Math.max(v, wide.a[i]); });
+  if (page) {  // where the median is well above, coming in from the border
+    const raised = fromBorder(map(floored, (v, i) => (f32(wide.a[i] - v) > 2 * MIN_CONTRAST ? 1 : 0)));
+    floored.a.forEach((v, i) => { if (raised[i]) floored.a[i] = wide.a[i]; });
+  }
   let bg = boxBlur(floored, 1);
   if (same) return bg;
   bg = resize(bg, w, h, 'bilinear');
