@@ -27,6 +27,9 @@ MIN_SEPARATION = 0.8
 """Around a digit, ink and paper must explain this share of the contrast's variance (`otsu_separation`)."""
 LOCAL_PAPER = 7
 """Window (px of the polarity sample, ~100 px long) of the paper's local level under a shadow."""
+COARSE = 24
+"""Longest side (px) at which the background's wide median is taken: a window half the image wide costs
+its square per pixel, and a shadow's edge needs no more."""
 NOISY = 4.0
 """Background noise (gray levels) above which the image is smoothed 3x3 before thresholding."""
 
@@ -164,7 +167,9 @@ def _background(g: np.ndarray, small: np.ndarray, surface: np.ndarray) -> np.nda
     """
     bh, bw = small.shape
     side = min(bw, bh)
-    wide = median_filter(small, side // 2 | 1, "reflect")
+    coarse = resize(small, fit(small.shape, COARSE), Image.BOX) if max(bw, bh) > COARSE else small  # cheap
+    wide = median_filter(coarse, min(coarse.shape) // 2 | 1, "reflect")
+    wide = resize(wide, (bw, bh), Image.BILINEAR) if wide.shape != small.shape else wide
     rough = _rough_ink(small - wide)
     thin = _stroke_width(rough, side // 4)
     stroke = _stroke_width(_rough_ink(small - surface), side // 4)

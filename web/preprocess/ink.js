@@ -13,6 +13,7 @@ export const MIN_CONTRAST = 16;
 const MIN_SNR = 5;
 export const MIN_SEPARATION = 0.8;
 const LOCAL_PAPER = 7;
+const COARSE = 24;
 const NOISY = 4;
 
 /** `working_gray`: long side at most `maxSide`, tiny images upscaled (bicubic) to 64 px. */
@@ -201,7 +202,9 @@ function roughInk(res) {
 function background(g, small, surface) {
   const {h: bh, w: bw} = small;
   const side = Math.min(bw, bh);
-  const wide = medianFilter(small, Math.floor(side / 2) | 1, 'reflect');
+  const coarse = Math.max(bw, bh) > COARSE ? resize(small, ...fit(bh, bw, COARSE), 'box') : small;  // cheap
+  let wide = medianFilter(coarse, Math.floor(Math.min(coarse.h, coarse.w) / 2) | 1, 'reflect');
+  if (wide.h !== bh || wide.w !== bw) wide = resize(wide, bw, bh, 'bilinear');
   const rough = roughInk(plane(bh, bw, small.a.map((v, i) => v - wide.a[i])));
   const thin = strokeWidth(rough, Math.floor(side / 4));
   let stroke = strokeWidth(roughInk(plane(bh, bw, small.a.map((v, i) => v - surface.a[i]))), Math.floor(side / 4));
