@@ -489,6 +489,19 @@ def test_a_shadow_over_most_of_the_page_is_not_the_paper(mnist, i):
     assert correlation(to_mnist(shaded), to_mnist(plain)) > 0.8
 
 
+SHADOW_EDGES = (("edge", 13), ("edge", 20), ("edge", 22), ("side", 25))
+"""tests/shadowed.py photos (kind, seed) of MNIST test digit `seed` whose shadow's hard edge, or the wedge of
+shadow it cuts off at the border, was taken for ink: too bold a stroke for the opening, or too narrow."""
+
+
+@pytest.mark.parametrize("kind, i", SHADOW_EDGES)
+def test_a_shadows_edge_is_not_ink(mnist, kind, i):
+    """The background follows the paper across the shadow's edge: the digit comes out as it does unshadowed."""
+    x, _ = mnist
+    plain, shaded = (load_image(data) for data in render(x[i], kind, i))
+    assert correlation(to_mnist(shaded), to_mnist(plain)) > 0.8
+
+
 @pytest.mark.parametrize("family", ["dot", "dash"])
 def test_a_dot_or_a_dash_is_no_digit(family):
     """Shapes no digit has are "no digit" before the model runs (it read a dot as 0 at 99.9%); a dash

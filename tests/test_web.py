@@ -20,7 +20,7 @@ from edge.preprocess import NoDigit, to_mnist
 from edge.runner import DigitModel
 from negatives import photograph, shape
 from shadowed import render
-from test_preprocess import SHADOWED_OVER_HALF, drawing, faint_pen_page, marker_photo, render_page, render_photo, scan_in_pieces
+from test_preprocess import SHADOW_EDGES, SHADOWED_OVER_HALF, drawing, faint_pen_page, marker_photo, render_page, render_photo, scan_in_pieces
 
 
 REASON = missing()
@@ -212,9 +212,10 @@ def _cut_out(image: Image.Image) -> Image.Image:
     return Image.fromarray(rgba, "RGBA")
 
 
-def _cases(x: np.ndarray, usps: np.ndarray) -> list[tuple[str, Image.Image]]:
-    """MNIST digits as drawings of both polarities and many sizes, photos, whole pages, tight crops of
-    USPS digits (ink touching the border) and images with no digit."""
+def _cases(x: np.ndarray, usps: np.ndarray, x_all: np.ndarray) -> list[tuple[str, Image.Image]]:
+    """MNIST digits as drawings of both polarities and many sizes, photos, whole pages, shadowed photos
+    (of `x_all`, every test digit, by the seeds test_preprocess picked), tight crops of USPS digits (ink
+    touching the border) and images with no digit."""
     rng = np.random.default_rng(0)
     cases = []
     for i, digit in enumerate(x):
@@ -235,6 +236,7 @@ def _cases(x: np.ndarray, usps: np.ndarray) -> list[tuple[str, Image.Image]]:
               ("bold marker", marker_photo(x[2], rng)[0])]
     cases += [(f"shadow over most of the page {i}", Image.open(io.BytesIO(render(x[i], "edge", i)[1])))
               for i in SHADOWED_OVER_HALF[:2]]
+    cases += [(f"shadow's edge, {kind} {i}", Image.open(io.BytesIO(render(x_all[i], kind, i)[1]))) for kind, i in SHADOW_EDGES]
     for i, digit in enumerate(usps):
         big = np.asarray(Image.fromarray(digit).resize((64, 64), Image.BICUBIC))
         cases += [(f"tight crop, margin {margin}", Image.fromarray(np.pad(digit, margin))) for margin in (0, 2, 8)]
@@ -246,11 +248,13 @@ def _cases(x: np.ndarray, usps: np.ndarray) -> list[tuple[str, Image.Image]]:
     return cases + shapes + [("blank", blank), ("noise", noise)]
 
 
-def test_js_preprocessing_matches_python(phone, site, mnist, datasets_dir):
+def test_js_preprocessing_matches_python(phone, site, mnist, mnist_npz, datasets_dir):
     """web/preprocess/ and edge/preprocess/ give the same 28x28, to the gray level, or both no digit."""
     open_page(phone, site + "/?server")
     worst, compared = 0, 0
-    for name, image in _cases(mnist[0], np.load(datasets_dir / "usps" / "usps.npz")["x"][:8]):
+    with np.load(mnist_npz) as d:
+        x_all = d["x_test"]
+    for name, image in _cases(mnist[0], np.load(datasets_dir / "usps" / "usps.npz")["x"][:8], x_all):
         js = phone.evaluate("""async (image) => {
             const {toMnist} = await import('/preprocess.js');
             const out = toMnist((""" + RGBA + """)(image));

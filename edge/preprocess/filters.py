@@ -30,13 +30,14 @@ def minmax_filter(a: np.ndarray, k: int, op) -> np.ndarray:
     return out
 
 
-def median_filter(a: np.ndarray, k: int) -> np.ndarray:
-    """Square k x k (k odd) median filter, edges replicated: it keeps steps (a shadow's edge) where
-    any blur would smear them, and drops whatever covers under half of each window (thin strokes)."""
+def median_filter(a: np.ndarray, k: int, mode: str = "edge") -> np.ndarray:
+    """Square k x k (k odd) median filter, edges replicated (or mirrored, `mode` "reflect", for windows
+    so wide that a line along the border, repeated, would fill them): it keeps steps (a shadow's edge)
+    where any blur would smear them, and drops whatever covers under half of each window (thin strokes)."""
     if k <= 1:
         return a
     r = k // 2
-    windows = np.lib.stride_tricks.sliding_window_view(np.pad(a, r, mode="edge"), (k, k))
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(a, r, mode=mode), (k, k))
     flat = windows.reshape(a.shape + (k * k,))
     return np.partition(flat, k * k // 2, axis=-1)[..., k * k // 2].astype(a.dtype)
 

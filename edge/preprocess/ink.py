@@ -27,6 +27,9 @@ MIN_SEPARATION = 0.8
 """Around a digit, ink and paper must explain this share of the contrast's variance (`otsu_separation`)."""
 LOCAL_PAPER = 7
 """Window (px of the polarity sample, ~100 px long) of the paper's local level under a shadow."""
+COARSE = 24
+"""Longest side (px) at which the background's wide median is taken: a window half the image wide costs
+its square per pixel, and a shadow's edge needs no more."""
 NOISY = 4.0
 """Background noise (gray levels) above which the image is smoothed 3x3 before thresholding."""
 
@@ -57,12 +60,12 @@ def _paper_surface(small: np.ndarray, paper: np.ndarray | None = None) -> np.nda
     for _ in range(2):
         if paper.sum() < basis.shape[1] * 4:
             break
-        a = basis[paper]
+        a = basis[paper].astype(np.float64)  # normal equations in float64, as web/preprocess solves them
         try:
-            coef = np.linalg.solve(a.T @ a, a.T @ values[paper])
+            coef = np.linalg.solve(a.T @ a, a.T @ values[paper].astype(np.float64))
         except np.linalg.LinAlgError:
             break
-        fitted = basis @ coef
+        fitted = (basis @ coef).astype(np.float32)
         res = values - fitted
         paper = np.abs(res) <= max(2.5 * 1.4826 * median(np.abs(res[paper])), 2.0)
     flat = median(values[paper]) if paper.any() else flat
@@ -78,10 +81,10 @@ def ink_is_dark(gray: np.ndarray) -> bool:
     """Polarity: is the ink darker than its background?
 
     Ink is the heavy tail: far more contrast lies beyond the paper's spread on the ink's side than
-    on the other, measured against the median (even light, however bold the strokes). A heavy tail
-    over a fifth of the image is either bold ink or the lit part of a page half in shadow (the
-    median then is the shadow's level): the paper's local level (a median over a few strokes' width,
-    which keeps a shadow's edge where it is) decides, if thin strokes stand out against it. When there are
+    on the other. It is measured first against the paper's local level (a median over a few strokes'
+    width, which keeps a shadow's edge where it is), so the lit part of a page mostly in shadow is
+    not taken for bright ink, if thin strokes stand out against it; else against the median (even
+    light, however bold the strokes), where a tail over a fifth of the image may still be bold ink. When there are
     no tails, because the image is two clean levels of similar share (a tight crop of a bold digit),
     the paper is the level that shows through holes in the other (a 0's inside, an 8's loops) as
     well as at the border; failing that, the level that owns most of the border, which ink reaches
@@ -92,14 +95,15 @@ def ink_is_dark(gray: np.ndarray) -> bool:
     g = np.asarray(gray, dtype=np.float32)
     sample = subsample(g)
     h, w = sample.shape
+    local = _heavy_tail(sample - median_filter(sample, LOCAL_PAPER), 0.2)
+    if local is not None:
+        return local
     centred = sample - np.float32(median(sample))
     dark = _heavy_tail(centred, 0.2)
+    if dark is None:
+        dark = _heavy_tail(centred, 0.5)  # a broad tail: bold ink, or the lit part of a page half in shadow
     if dark is not None:
         return dark
-    dark = _heavy_tail(centred, 0.5)
-    if dark is not None:  # a broad tail: bold ink, or the lit part of a page half in shadow
-        local = _heavy_tail(sample - median_filter(sample, LOCAL_PAPER), 0.2)
-        return dark if local is None else local
     threshold, separation = otsu_split(sample)
     bright = sample >= threshold
     if separation >= MIN_SEPARATION and 0.1 <= bright.mean() <= 0.9:
@@ -153,19 +157,34 @@ def _background(g: np.ndarray, small: np.ndarray, surface: np.ndarray) -> np.nda
     Worked out at ~48 px (`small`, with the paper `surface` fitted there). When strokes are thin
     next to the image, a morphological opening with a window over 3x the stroke width (at least
     a quarter of the image) follows shadows and creases but cannot follow strokes; it is floored
-    by the surface, which knows vignetted corners the window is too wide for. When strokes are as
+    by the surface, which knows vignetted corners the window is too wide for. When strokes are
+    thin, a median over half the image (mirrored at the border, that strokes cover too little of to move) takes over
+    where it is well above the opening in regions that come in from the border, as shadows do:
+    it keeps the narrow wedge of shadow an edge cuts off at the border, that the opening's window
+    is too wide for, while a digit's crowded middle, which a median can eat, lies inside. When strokes are as
     thick as the image is small (a tight crop of a bold digit) any window would eat them, and the
     surface alone is the background.
     """
     bh, bw = small.shape
-    res = small - surface
-    ink0 = res > max(otsu_threshold(res.ravel()), 0.0)
-    k = max(3, min(bw, bh) // 4, int(3 * _stroke_width(ink0, min(bw, bh) // 4)) + 1) | 1
+    side = min(bw, bh)
+    coarse = resize(small, fit(small.shape, COARSE), Image.BOX) if max(bw, bh) > COARSE else small  # cheap
+    wide = median_filter(coarse, min(coarse.shape) // 2 | 1, "reflect")
+    wide = resize(wide, (bw, bh), Image.BILINEAR) if wide.shape != small.shape else wide
+    rough = _rough_ink(small - wide)
+    thin = _stroke_width(rough, side // 4)
+    stroke = _stroke_width(_rough_ink(small - surface), side // 4)
+    page = rough.mean() < 0.1 and int(3 * thin) + 1 <= side // 4  # thin strokes, mostly paper: the median sees the paper
+    if int(3 * stroke) + 1 > side // 2 and page:  # a shadow taken for a bold stroke, that the median followed
+        stroke = thin
+    k = max(3, side // 4, int(3 * stroke) + 1) | 1
     h, w = g.shape
-    if k > min(bw, bh) // 2:
+    if k > side // 2:
         return resize(surface, (w, h), Image.BILINEAR) if (bw, bh) != (w, h) else surface
     opened = minmax_filter(minmax_filter(small, k, np.minimum), k, np.maximum)
-    bg = box_blur(np.maximum(opened, surface), 1)
+    bg = np.maximum(opened, surface)
+    if page:  # where the median is well above, and that comes in from the border
+        bg = np.where(_from_border(wide - bg > 2 * MIN_CONTRAST), wide, bg)
+    bg = box_blur(bg, 1)
     if (bw, bh) == (w, h):
         return bg
     bg = resize(bg, (w, h), Image.BILINEAR)
@@ -175,6 +194,20 @@ def _background(g: np.ndarray, small: np.ndarray, surface: np.ndarray) -> np.nda
     for _ in range(int(2 * w / bw) + 1):
         bg = np.minimum(minmax_filter(bg, 3, np.maximum), g)
     return bg
+
+
+def _from_border(mask: np.ndarray) -> np.ndarray:
+    """The parts of a mask (8-connected) that touch the image's border."""
+    labels, count = label(mask)
+    keep = np.zeros(count + 1, bool)
+    keep[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = True
+    keep[0] = False
+    return keep[labels]
+
+
+def _rough_ink(res: np.ndarray) -> np.ndarray:
+    """Ink at a glance, for measuring strokes: what stands above a background by more than Otsu's split."""
+    return res > max(otsu_threshold(res.ravel()), 0.0)
 
 
 def _stroke_width(ink: np.ndarray, thin: int) -> float:

@@ -116,18 +116,21 @@ export function maxFilter(p, k) {
 }
 
 /** Square k x k (k odd) median filter, edges replicated (`median_filter`): keeps a shadow's edge, drops thin strokes. */
-export function medianFilter(p, k) {
+export function medianFilter(p, k, mode = 'edge') {
   if (k <= 1) return p;
   const r = k >> 1;
   const {h, w} = p;
   const out = plane(h, w);
   const window = new Float32Array(k * k);
+  const at = mode === 'reflect'  // numpy's pad modes: mirrored without repeating the edge, or replicated
+    ? (i, n) => (i < 0 ? -i : i >= n ? 2 * (n - 1) - i : i)
+    : (i, n) => Math.min(Math.max(i, 0), n - 1);
   for (let y = 0; y < h; y++) {
     for (let x = 0; x < w; x++) {
       let n = 0;
       for (let dy = -r; dy <= r; dy++) {
-        const row = Math.min(Math.max(y + dy, 0), h - 1) * w;
-        for (let dx = -r; dx <= r; dx++) window[n++] = p.a[row + Math.min(Math.max(x + dx, 0), w - 1)];
+        const row = at(y + dy, h) * w;
+        for (let dx = -r; dx <= r; dx++) window[n++] = p.a[row + at(x + dx, w)];
       }
       out.a[y * w + x] = window.sort()[(k * k) >> 1];
     }

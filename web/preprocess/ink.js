@@ -13,6 +13,7 @@ export const MIN_CONTRAST = 16;
 const MIN_SNR = 5;
 export const MIN_SEPARATION = 0.8;
 const LOCAL_PAPER = 7;
+const COARSE = 24;
 const NOISY = 4;
 
 /** `working_gray`: long side at most `maxSide`, tiny images upscaled (bicubic) to 64 px. */
@@ -66,16 +67,13 @@ function paperSurface(small, paperMask) {
 function inkIsDark(g) {
   const s = subsample(g);
   const {h, w} = s;
+  const paper = medianFilter(s, LOCAL_PAPER);
+  const byLocalPaper = heavyTail(s.a.map((v, i) => v - paper.a[i]), 0.2);
+  if (byLocalPaper !== null) return byLocalPaper;
   const level = f32(median(s.a));
   const centred = s.a.map((v) => v - level);
-  const byMedian = heavyTail(centred, 0.2);
+  const byMedian = heavyTail(centred, 0.2) ?? heavyTail(centred, 0.5);  // a broad tail: bold ink, or lit paper
   if (byMedian !== null) return byMedian;
-  const byBroadTail = heavyTail(centred, 0.5);
-  if (byBroadTail !== null) {  // bold ink, or the lit part of a page half in shadow
-    const paper = medianFilter(s, LOCAL_PAPER);
-    const byLocalPaper = heavyTail(s.a.map((v, i) => v - paper.a[i]), 0.2);
-    return byLocalPaper === null ? byBroadTail : byLocalPaper;
-  }
   const [threshold, separation] = otsuSplit(s.a);
   const bright = Uint8Array.from(s.a, (v) => (v >= f32(threshold) ? 1 : 0));
   const share = sum(bright) / bright.length;
@@ -182,19 +180,47 @@ function strokeWidth(ink, thin) {
   return 2 * sum(strokes.a) / Math.max(outline, 1);
 }
 
-/** The paper alone, ink bright: an opening wider than the strokes, floored by the surface (`_background`). */
+/** Which pixels of a 0/1 plane belong to its parts (8-connected) touching the border (`_from_border`). */
+function fromBorder(mask) {
+  const {h, w} = mask;
+  const [labels, count] = label(mask);
+  const keep = new Uint8Array(count + 1);
+  for (let x = 0; x < w; x++) keep[labels.a[x]] = keep[labels.a[(h - 1) * w + x]] = 1;
+  for (let y = 0; y < h; y++) keep[labels.a[y * w]] = keep[labels.a[y * w + w - 1]] = 1;
+  keep[0] = 0;
+  return labels.a.map((id) => keep[id]);
+}
+
+/** Ink at a glance, for measuring strokes: above a background by more than Otsu's split (`_rough_ink`). */
+function roughInk(res) {
+  const threshold = Math.max(otsuSplit(res.a)[0], 0);
+  return map(res, (v) => (v > threshold ? 1 : 0));
+}
+
+/** The paper alone, ink bright: an opening wider than the strokes, floored by the surface; when strokes
+ * are thin, a median over half the image where it is well above, in regions from the border (`_background`). */
 function background(g, small, surface) {
   const {h: bh, w: bw} = small;
-  const res = plane(bh, bw, small.a.map((v, i) => v - surface.a[i]));
-  const threshold = Math.max(otsuSplit(res.a)[0], 0);
-  const ink0 = map(res, (v) => (v > threshold ? 1 : 0));
-  const stroke = strokeWidth(ink0, Math.floor(Math.min(bw, bh) / 4));
-  const k = Math.max(3, Math.floor(Math.min(bw, bh) / 4), Math.trunc(3 * stroke) + 1) | 1;
+  const side = Math.min(bw, bh);
+  const coarse = Math.max(bw, bh) > COARSE ? resize(small, ...fit(bh, bw, COARSE), 'box') : small;  // cheap
+  let wide = medianFilter(coarse, Math.floor(Math.min(coarse.h, coarse.w) / 2) | 1, 'reflect');
+  if (wide.h !== bh || wide.w !== bw) wide = resize(wide, bw, bh, 'bilinear');
+  const rough = roughInk(plane(bh, bw, small.a.map((v, i) => v - wide.a[i])));
+  const thin = strokeWidth(rough, Math.floor(side / 4));
+  let stroke = strokeWidth(roughInk(plane(bh, bw, small.a.map((v, i) => v - surface.a[i]))), Math.floor(side / 4));
+  const page = sum(rough.a) / rough.a.length < 0.1 && Math.trunc(3 * thin) + 1 <= Math.floor(side / 4);  // mostly paper
+  if (Math.trunc(3 * stroke) + 1 > Math.floor(side / 2) && page) stroke = thin;  // a shadow taken for a bold stroke
+  const k = Math.max(3, Math.floor(side / 4), Math.trunc(3 * stroke) + 1) | 1;
   const {h, w} = g;
   const same = bw === w && bh === h;
-  if (k > Math.floor(Math.min(bw, bh) / 2)) return same ? surface : resize(surface, w, h, 'bilinear');
+  if (k > Math.floor(side / 2)) return same ? surface : resize(surface, w, h, 'bilinear');
   const opened = maxFilter(minFilter(small, k), k);
-  let bg = boxBlur(map(opened, (v, i) => Math.max(v, surface.a[i])), 1);
+  const floored = map(opened, (v, i) => Math.max(v, surface.a[i]));
+  if (page) {  // where the median is well above, coming in from the border
+    const raised = fromBorder(map(floored, (v, i) => (f32(wide.a[i] - v) > 2 * MIN_CONTRAST ? 1 : 0)));
+    floored.a.forEach((v, i) => { if (raised[i]) floored.a[i] = wide.a[i]; });
+  }
+  let bg = boxBlur(floored, 1);
   if (same) return bg;
   bg = resize(bg, w, h, 'bilinear');
   for (let i = 0; i < Math.trunc(2 * w / bw) + 1; i++) {
