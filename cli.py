@@ -45,10 +45,11 @@ def _import_tensorflow(*models: str | Path) -> None:
               help="Split the CPU into N logical devices (mirrored training without GPUs).")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=1, show_default=True)
 @click.option("--styles", type=Finite(0, 1), default=0.3, show_default=True,
-              help="Share of the 1s, 4s, 7s and 9s redrawn in styles MNIST lacks (continental 1s, closed and "
-                   "open 4s, crossed 7s, g-like, straight and mirrored 9s); 0 for none (docs/train.md).")
+              help="Share of the styled digits redrawn in styles MNIST lacks (crossed 7s, g-like and mirrored "
+                   "9s; continental 1s, closed and open 4s, straight 9s with --style); 0 for none (docs/train.md).")
 @click.option("--style", "style_names", multiple=True, metavar="NAME",
-              help="Draw only this style (repeatable; default: every style; the names: docs/train.md).")
+              help="Draw this style (repeatable; default: crossed_seven, curled_nine, mirrored_nine; all the "
+                   "names: docs/train.md).")
 @click.option("--usps", "usps_path", type=click.Path(dir_okay=False),
               help="usps.npz whose training split joins MNIST's (default: $DIGITCNN_DATASETS/usps/usps.npz if there).")
 @click.option("--no-usps", is_flag=True, help="Train on MNIST alone.")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import tensorflow as tf
 from keras import ops
 
-from digitcnn.styles import STYLES
+from digitcnn.styles import DEFAULT_STYLES
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Augmentation:
     stretch: float = 0.3  # width alone scaled by uniform [1 - stretch, 1 + stretch]: narrow and wide hands
     settle_epochs: int = 6  # the run's last epochs, in which shear and stretch are halved
     styles: float = 0.3  # share of each styled digit redrawn once in a style MNIST lacks (digitcnn/styles.py)
-    style_names: tuple[str, ...] = tuple(STYLES)  # which styles: all of them, or a few for an ablation
+    style_names: tuple[str, ...] = DEFAULT_STYLES  # which styles (digitcnn/styles.py); others by name
 
     def styles_record(self) -> dict:
         """The styles the run drew, for metrics.json and the model's metadata (none at a share of 0)."""
