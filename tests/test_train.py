@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -14,7 +15,8 @@ import pytest
 
 from conftest import ROOT, run_cli
 from digitcnn.data import USPS_SHA256
-from digitcnn.styles import STYLES
+from digitcnn import negatives
+from digitcnn.styles import DEFAULT_STYLES
 
 pytestmark = pytest.mark.slow
 
@@ -32,12 +34,10 @@ def test_short_run_lowers_the_loss_and_writes_every_output(small_run):
         assert key in m
     assert m["model"] == "lenet5" and m["params"] == 61_706 and m["data"]["train"] == 5400
     assert len(m["data"]["sha256"]) == 64
-    # What it trained on: MNIST's share of the subset, and as large a share of USPS's training split
-    # (the shared datasets' copy, found through $DIGITCNN_DATASETS); every style, at 0.3.
-    assert m["training"]["data"] == [
-        {"name": "mnist", "sha256": m["data"]["sha256"], "images": 5400},
-        {"name": "usps-train", "sha256": USPS_SHA256, "images": round(6000 / 60000 * 7291)}]
-    assert m["training"]["styles"] == {"share": 0.3, "names": list(STYLES)} and m["config"]["usps"]
+    # What it trained on: MNIST's share of the subset alone, as the fixture asks.
+    assert m["training"]["data"] == [{"name": "mnist", "sha256": m["data"]["sha256"], "images": 5400}]
+    assert m["training"]["styles"] == {"share": 0.0, "names": []} and not m["config"]["usps"]
+    assert m["training"]["negatives"]["images"] == 0
     for name in ("model.keras", "metrics.json", "curves.png", "config.json"):
         assert (small_run / name).stat().st_size > 0
     assert (small_run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -82,15 +82,22 @@ def test_usps_is_used_when_found_and_the_run_says_so_when_not(tmp_path, mnist_np
         "USPS not found (no $DIGITCNN_DATASETS/usps/usps.npz): training on MNIST alone; "
         "add USPS's training split with --usps PATH"]
     assert [d["name"] for d in _metrics(tmp_path / "fresh")["training"]["data"]] == ["mnist"]
+    # Unless told, a run draws the default styles and the shapes that are not digits.
+    assert _metrics(tmp_path / "fresh")["training"]["styles"] == {"share": 0.3, "names": list(DEFAULT_STYLES)}
+    assert _metrics(tmp_path / "fresh")["training"]["negatives"]["share"] == 0.2
     assert not _metrics(tmp_path / "fresh")["config"]["usps"]
-    off = run_cli(*args, "--no-usps", "--styles", "0", "--out", str(tmp_path / "off"))
+    off = run_cli(*args, "--no-usps", "--styles", "0", "--negatives", "0", "--out", str(tmp_path / "off"))
     assert "USPS" not in off.stdout
     assert _metrics(tmp_path / "off")["training"] == {
         "data": [{"name": "mnist", "sha256": _metrics(tmp_path / "off")["data"]["sha256"], "images": 450}],
-        "styles": {"share": 0.0, "names": []}}
+        "styles": {"share": 0.0, "names": []},
+        "negatives": {"share": 0.0, "images": 0, "sha256": hashlib.sha256(b"").hexdigest(), "families": [],
+                      "held_out": list(negatives.DEV_HELD_OUT)}}
     run_cli(*args, "--usps", str(datasets_dir / "usps" / "usps.npz"), "--out", str(tmp_path / "named"),
             env={"DIGITCNN_DATASETS": str(tmp_path / "none")})
-    assert _metrics(tmp_path / "named")["training"]["data"][1]["name"] == "usps-train"
+    # USPS's training split, cut to the subset's share of MNIST's training set (500 of 60,000).
+    assert _metrics(tmp_path / "named")["training"]["data"][1] == {
+        "name": "usps-train", "sha256": USPS_SHA256, "images": round(500 / 60000 * 7291)}
     refused = run_cli(*args, "--no-usps", "--out", str(tmp_path / "named"), check=False)
     assert refused.returncode == 1 and "usps: True -> False" in refused.stderr and "Traceback" not in refused.stderr
     both = run_cli(*args, "--no-usps", "--usps", "x.npz", "--out", str(tmp_path / "both"), check=False)
