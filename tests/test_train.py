@@ -165,8 +165,8 @@ def test_killed_run_resumes_and_ends_where_an_uninterrupted_run_would(tmp_path, 
 
 
 def test_rerun_with_other_settings_is_refused(small_run, mnist_npz):
-    result = run_cli("train", "--model", "lenet5", "--subset", "6000", "--epochs", "3", "--data", str(mnist_npz),
-                     "--out", str(small_run), check=False)
+    result = run_cli("train", "--model", "lenet5", "--subset", "6000", "--epochs", "3", "--no-usps", "--styles", "0",
+                     "--negatives", "0", "--data", str(mnist_npz), "--out", str(small_run), check=False)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "holds a run with other settings (epochs: 2 -> 3)" in result.stderr
 
