@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from conftest import ROOT, run_cli
+from edge.errors import UserError
 
 
 def test_thread_pools_follow_the_cores_this_process_may_use():
@@ -82,3 +83,5 @@ def test_auto_warps_on_the_device_where_the_replicas_are_gpus_or_tpus(devices, o
         worker_devices=tuple(f"/job:worker/replica:0/task:0/device:{d}" for d in devices)))
     assert warps_on_device(strategy) is on_device
     assert warps_on_device(strategy, "host") is False and warps_on_device(strategy, "device") is True
+    with pytest.raises(UserError, match="unknown --augment-on 'gpu'"):
+        warps_on_device(strategy, "gpu")
