@@ -41,7 +41,8 @@ class TrainConfig:
     devices: int = 1
     mixed_precision: bool = False
     # Where the warp resamples: "host" (tf.data) or "device" (the train step, on each replica); "auto":
-    # the device on GPUs and TPUs (distribute.warps_on_device). The same weights either way, so not in RUN_IDENTITY.
+    # the device on GPUs and TPUs (distribute.warps_on_device). Not in RUN_IDENTITY: the weights are the
+    # same either way (bit-identical on CPUs, tests/test_train.py), as with --strategy.
     augment_on: str = "auto"
     profile: bool = False  # write a TensorBoard trace of a few steps (PROFILE_STEPS) to run_dir/tensorboard
     data: str | None = None
