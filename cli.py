@@ -57,6 +57,9 @@ def _import_tensorflow(*models: str | Path) -> None:
               help="Share of each batch that is generated shapes that are not digits, taught as unsure of every "
                    "digit (outlier exposure: docs/train.md); 0 turns it off.")
 @click.option("--subset", type=click.IntRange(min=2), help="Train on the first N training images (smoke tests).")
+@click.option("--augment-on", type=click.Choice(["auto", "host", "device"]), default="auto", show_default=True,
+              help="Where the random warp runs: in the input pipeline on the host's cores, or in the train step on "
+                   "each replica's device; auto: the device on GPUs, the host on a CPU. The same weights either way.")
 @click.option("--mixed-precision", is_flag=True, help="float16 compute (GPUs only).")
 @click.option("--profile", is_flag=True,
               help="Write a TensorBoard trace of a few steps (tensorboard --logdir RUN_DIR/tensorboard, Profile tab).")

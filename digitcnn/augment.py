@@ -3,7 +3,9 @@
 Keras' random preprocessing layers draw from a stateful seed generator, which can neither be
 replayed from a checkpoint nor run deterministically in a parallel tf.data map. Here every random
 number comes from a stateless op keyed by (run seed, epoch, batch), and the warp itself is
-Keras' own `ops.image.affine_transform`, applied once instead of once per distortion.
+Keras' own `ops.image.affine_transform`, applied once instead of once per distortion. The draw
+(`warp_transforms`, 8 numbers an image) is apart from the resampling (`warp`, the work), so that the
+resampling can run in the train step on each replica's device (`train --augment-on`, digitcnn/data.py).
 
 Slant and width vary more than MNIST's own, because other people's handwriting does (USPS,
 Semeion), but only until the last `settle_epochs`, which warp them half as much: the network ends on
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 import tensorflow as tf
 from keras import ops
 
+from digitcnn.data import IMAGE_SHAPE
 from digitcnn.styles import DEFAULT_STYLES
 
 
@@ -42,9 +45,15 @@ class Augmentation:
 def augment(images: tf.Tensor, seed: tf.Tensor, aug: Augmentation, settling: bool | tf.Tensor = False) -> tf.Tensor:
     """Warp a batch (n, 28, 28, 1) of floats with per-image random parameters drawn from `seed`;
     `settling` (one of the last epochs) halves slant and width."""
-    n = tf.shape(images)[0]
+    return warp(images, warp_transforms(tf.shape(images)[0], seed, aug, settling))
+
+
+def warp_transforms(n: int | tf.Tensor, seed: tf.Tensor, aug: Augmentation, settling: bool | tf.Tensor = False
+                    ) -> tf.Tensor:
+    """The random warps of a batch of `n` images, one row of 8 numbers each (for `warp`): the random
+    draw, apart from the resampling, so that each image can carry its own warp to another device."""
     settle = 1.0 - 0.5 * tf.cast(settling, tf.float32)
-    side = tf.cast(tf.shape(images)[1], tf.float32)
+    side = float(IMAGE_SHAPE[0])
     u = tf.random.stateless_uniform((n, 6), seed=seed, minval=-1.0, maxval=1.0)
     angle = u[:, 0] * aug.rotation * math.pi / 180.0
     zoom = 1.0 + u[:, 1] * aug.zoom
@@ -59,5 +68,10 @@ def augment(images: tf.Tensor, seed: tf.Tensor, aug: Augmentation, settling: boo
     a2 = c - a0 * (c + tx) - a1 * (c + ty)
     b2 = c - b0 * (c + tx) - b1 * (c + ty)
     zeros = tf.zeros_like(a0)
-    transform = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
-    return ops.image.affine_transform(images, transform, interpolation="bilinear", fill_mode="constant")
+    return tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+
+
+def warp(images: tf.Tensor, transforms: tf.Tensor) -> tf.Tensor:
+    """Resample each image (n, 28, 28, 1) through its row of `transforms` (n, 8): image by image, so a
+    share of a batch warped alone equals that share of the whole batch warped."""
+    return ops.image.affine_transform(images, transforms, interpolation="bilinear", fill_mode="constant")

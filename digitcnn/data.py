@@ -21,6 +21,8 @@ import numpy as np
 from edge.errors import UserError
 
 if TYPE_CHECKING:
+    import tensorflow as tf
+
     from digitcnn.augment import Augmentation
 
 PIXEL_SCALING = {"scale": 1.0 / 255.0, "offset": 0.0}
@@ -186,7 +188,7 @@ def scale_pixels(images):
 
 
 def training_batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, seed: int, epochs: range,
-                     augmentation: "Augmentation | None" = None):
+                     augmentation: "Augmentation | None" = None, warp_on_device: bool = False):
     """Every training batch of `epochs`, in order: one dataset, so one iterator, for the whole run.
 
     Epoch e is a seeded permutation of the images (the remainder dropped), and batch b of it is
@@ -194,10 +196,15 @@ def training_batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, seed: int
     (seed, epoch, batch), so a run resumed at epoch k (`epochs=range(k, n)`) sees exactly what an
     uninterrupted one would. A new distributed iterator per epoch would tear the previous one down
     while its prefetch threads are live, which can hang for good (issue 11); one iterator can't.
+
+    Each element is (pixels, labels). With `warp_on_device` (and an augmentation) it is (uint8 images,
+    labels, warps) instead, each image with its own row of `augment.warp_transforms`, for the train
+    step to finish with `warped_pixels` on whichever replica the image lands: the same numbers,
+    whichever device resamples them and however the strategy splits the batch.
     """
     import tensorflow as tf
 
-    from digitcnn.augment import augment
+    from digitcnn.augment import warp_transforms
     from digitcnn.distribute import usable_cores
     from digitcnn.styles import restyle
 
@@ -212,11 +219,12 @@ def training_batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, seed: int
         return tf.data.Dataset.from_tensor_slices((tf.fill([steps], epoch), tf.range(steps, dtype=tf.int64), rows))
 
     def prepare(epoch, batch, rows):
-        pixels = scale_pixels(tf.cast(tf.gather(images, rows), tf.float32))
-        if augmentation is not None:
-            pixels = augment(pixels, tf.stack([tf.constant(seed, tf.int64), epoch * 1_000_000 + batch]), augmentation,
-                             settling=epoch >= epochs.stop - augmentation.settle_epochs)
-        return pixels, tf.gather(labels, rows)
+        digits, answers = tf.gather(images, rows), tf.gather(labels, rows)
+        if augmentation is None:
+            return scale_pixels(tf.cast(digits, tf.float32)), answers
+        warps = warp_transforms(batch_size, tf.stack([tf.constant(seed, tf.int64), epoch * 1_000_000 + batch]),
+                                augmentation, settling=epoch >= epochs.stop - augmentation.settle_epochs)
+        return (digits, answers, warps) if warp_on_device else (warped_pixels(digits, warps), answers)
 
     ds = tf.data.Dataset.range(epochs.start, epochs.stop).flat_map(epoch_batches)
     ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
@@ -226,6 +234,16 @@ def training_batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, seed: int
     # Every worker builds the same batches and keeps its share of each (no input files to split).
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return ds.with_options(options)
+
+
+def warped_pixels(images: "tf.Tensor", warps: "tf.Tensor") -> "tf.Tensor":
+    """uint8 images (n, 28, 28, 1) -> the model's pixels, each image warped by its row of `warps`: the
+    last stage of the training data, in tf.data on the host or in the train step on a replica's device."""
+    import tensorflow as tf
+
+    from digitcnn.augment import warp
+
+    return warp(scale_pixels(tf.cast(images, tf.float32)), warps)
 
 
 def batches(x: np.ndarray, batch_size: int):

@@ -15,6 +15,7 @@ import tensorflow as tf
 from edge.errors import UserError
 
 STRATEGIES = ("auto", "one", "mirrored", "multiworker")
+AUGMENT_ON = ("auto", "host", "device")
 REFERENCE_BATCH = 128
 
 
@@ -106,6 +107,18 @@ def choose_strategy(name: str = "auto", devices: int = 1) -> tf.distribute.Strat
         # NCCL only exists for GPUs; reducing on one device works for every device type.
         return tf.distribute.MirroredStrategy(names, cross_device_ops=tf.distribute.ReductionToOneDevice())
     return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else cpus[0].name)
+
+
+def warps_on_device(strategy: tf.distribute.Strategy, augment_on: str = "auto") -> bool:
+    """Whether the augmentation's warp runs in the train step on each replica's device (`device`) or in
+    tf.data on the host's cores (`host`). `auto`: on the device where the replicas are GPUs or TPUs, so
+    that the host's cores need not keep up with them; on a CPU the host is the device, and moving the
+    warp gains nothing (issue 27)."""
+    if augment_on not in AUGMENT_ON:
+        raise UserError(f"unknown --augment-on {augment_on!r} (choose from {', '.join(AUGMENT_ON)})")
+    if augment_on != "auto":
+        return augment_on == "device"
+    return any(tf.DeviceSpec.from_string(d).device_type != "CPU" for d in strategy.extended.worker_devices)
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

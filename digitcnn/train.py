@@ -40,6 +40,10 @@ class TrainConfig:
     strategy: str = "auto"
     devices: int = 1
     mixed_precision: bool = False
+    # Where the warp resamples: "host" (tf.data) or "device" (the train step, on each replica); "auto":
+    # the device on GPUs and TPUs (distribute.warps_on_device). Not in RUN_IDENTITY: the weights are the
+    # same either way (bit-identical on CPUs, tests/test_train.py), as with --strategy.
+    augment_on: str = "auto"
     profile: bool = False  # write a TensorBoard trace of a few steps (PROFILE_STEPS) to run_dir/tensorboard
     data: str | None = None
     usps: bool = True  # USPS's training split joins MNIST's when its file is found (data.find_usps)
@@ -77,7 +81,7 @@ def train(cfg: TrainConfig, log=print, on_epoch_end=None) -> dict:
 
     from digitcnn import data as data_lib
     from digitcnn.augment import Augmentation
-    from digitcnn.distribute import choose_strategy, is_chief, scaled_lr
+    from digitcnn.distribute import choose_strategy, is_chief, scaled_lr, warps_on_device
     from digitcnn.model import build_model
     from digitcnn.negatives import record, with_negatives
 
@@ -91,7 +95,9 @@ def train(cfg: TrainConfig, log=print, on_epoch_end=None) -> dict:
     if cfg.usps and usps_path is None and chief:
         log(f"USPS not found (no $DIGITCNN_DATASETS/{data_lib.USPS_DEFAULT}): training on MNIST alone; "
             "add USPS's training split with --usps PATH")
-    cfg = dataclasses.replace(cfg, usps=usps_path is not None)  # the run records what it trained on
+    augment_on = "device" if warps_on_device(strategy, cfg.augment_on) else "host"
+    # The run records what it trained on, and where it warped.
+    cfg = dataclasses.replace(cfg, usps=usps_path is not None, augment_on=augment_on)
     if not 0 <= cfg.negatives < 1:
         raise UserError("--negatives must be a share in [0, 1)")
     _check_same_run(run_dir, cfg, write=chief)
@@ -151,7 +157,7 @@ def train(cfg: TrainConfig, log=print, on_epoch_end=None) -> dict:
     # One iterator for the whole run (see data.training_batches), read exactly to its end.
     batches = input_iterator(strategy, data_lib.training_batches(
         x_train, y_train, global_batch, seed=cfg.seed, epochs=range(start_epoch, cfg.epochs),
-        augmentation=augmentation))
+        augmentation=augmentation, warp_on_device=cfg.augment_on == "device"))
     for epoch in range(start_epoch, cfg.epochs):
         bar = progress_bar(steps_per_epoch, show=chief)
         t0, loss_sum, correct_sum, digits_sum = time.perf_counter(), 0.0, 0.0, 0.0
@@ -253,13 +259,18 @@ def make_train_step(strategy, model, optimizer, label_smoothing: float, global_b
 
     A label -1 marks a negative (digitcnn/negatives.py): its target is the uniform distribution over
     the ten digits (outlier exposure), which label smoothing leaves uniform; it has no right answer,
-    so only the digits are counted for accuracy."""
+    so only the digits are counted for accuracy. A batch of three, (uint8 images, labels, warps), is
+    warped first, by each replica on its own device (`train --augment-on device`, data.training_batches)."""
     import keras
     import tensorflow as tf
 
+    from digitcnn.data import warped_pixels
+
     loss_fn = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing, reduction=None)
 
-    def step(images, labels):
+    def step(images, labels, warps=None):
+        if warps is not None:
+            images = warped_pixels(images, warps)
         with tf.GradientTape() as tape:
             logits = tf.cast(model(images, training=True), tf.float32)
             targets = tf.where(labels[:, None] < 0, 1.0 / 10, tf.one_hot(labels, 10))

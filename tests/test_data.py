@@ -158,6 +158,24 @@ def test_styled_digits_are_trained_on_in_every_epoch_of_a_run_and_its_resumption
     assert _same(make(range(1, 3), 0.3), styled[4:])
 
 
+def test_batches_for_the_warp_on_the_device_are_the_hosts_when_warped_in_shares(tiny_npz):
+    """With `warp_on_device` a batch comes as uint8 images, each with its own warp; warped in two halves,
+    as two replicas warp their shares, they are the host's warped batch bit for bit."""
+    from digitcnn.augment import Augmentation
+
+    t = np.load(tiny_npz)
+    make = lambda on_device: list(data.training_batches(  # noqa: E731
+        t["x_train"], t["y_train"], 32, seed=1, epochs=range(2), augmentation=Augmentation(), warp_on_device=on_device))
+    host, device = make(False), make(True)
+    assert len(host) == len(device) == 2 * 6
+    for (pixels, labels), (images, device_labels, warps) in zip(host, device):
+        assert images.dtype.name == "uint8" and warps.shape == (32, 8)
+        halves = [data.warped_pixels(images[i:i + 16], warps[i:i + 16]) for i in (0, 16)]
+        np.testing.assert_array_equal(np.concatenate(halves), pixels.numpy())
+        np.testing.assert_array_equal(device_labels.numpy(), labels.numpy())
+    assert len({tuple(row) for row in device[0][2].numpy()}) == 32  # no two images share a warp
+
+
 def test_each_epoch_is_a_permutation_of_the_training_images():
     x = np.arange(100, dtype=np.uint8).reshape(100, 1, 1).repeat(28, 1).repeat(28, 2)
     y = np.arange(100) % 10

@@ -38,6 +38,7 @@ def test_short_run_lowers_the_loss_and_writes_every_output(small_run):
     assert m["training"]["data"] == [{"name": "mnist", "sha256": m["data"]["sha256"], "images": 5400}]
     assert m["training"]["styles"] == {"share": 0.0, "names": []} and not m["config"]["usps"]
     assert m["training"]["negatives"]["images"] == 0
+    assert m["config"]["augment_on"] == "host"  # where `auto` warps on a CPU
     for name in ("model.keras", "metrics.json", "curves.png", "config.json"):
         assert (small_run / name).stat().st_size > 0
     assert (small_run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -133,13 +134,25 @@ def _train_args(out, data, seed="1") -> list[str]:
             "--data", str(data), "--out", str(out)]
 
 
-def test_killed_run_resumes_and_ends_where_an_uninterrupted_run_would(tmp_path, mnist_npz):
-    straight = tmp_path / "straight"
-    run_cli(*_train_args(straight, mnist_npz))
-    # The resumed run's first epoch ran in the killed process: ending with `straight`'s weights, it also
-    # shows that another process with the same seed gives the same result (no second uninterrupted run).
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, mnist_npz) -> dict[str, dict]:
+    """The metrics of uninterrupted runs of `_train_args` by seed, 1 and 2 (the warp on the host, where
+    `auto` puts it on a CPU)."""
+    out = tmp_path_factory.mktemp("uninterrupted")
+    for seed in ("1", "2"):
+        run_cli(*_train_args(out / seed, mnist_npz, seed=seed))
+    return {seed: _metrics(out / seed) for seed in ("1", "2")}
+
+
+@pytest.mark.parametrize("augment_on", ["host", "device"])
+def test_killed_run_resumes_and_ends_where_an_uninterrupted_run_would(tmp_path, mnist_npz, uninterrupted, augment_on):
+    """With the warp on the device, the killed and the resumed process both resample in the train step
+    and still end with the weights of the uninterrupted run, which warped on the host."""
+    # The resumed run's first epoch ran in the killed process: ending with the uninterrupted run's weights,
+    # it also shows that another process with the same seed gives the same result (no second uninterrupted run).
     resumed = tmp_path / "resumed"
-    proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *_train_args(resumed, mnist_npz)],
+    args = [*_train_args(resumed, mnist_npz), "--augment-on", augment_on]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     deadline = time.time() + 300
@@ -152,16 +165,28 @@ def test_killed_run_resumes_and_ends_where_an_uninterrupted_run_would(tmp_path, 
     proc.wait()
     assert not (resumed / "metrics.json").exists()
 
-    result = run_cli(*_train_args(resumed, mnist_npz))
+    result = run_cli(*args)
     assert "resuming" in result.stdout and "from epoch 3 of 3" not in result.stdout
-    m = _metrics(resumed)
-    assert [h["epoch"] for h in m["history"]] == [1, 2, 3]
-    assert m["weights_sha256"] == _metrics(straight)["weights_sha256"]  # same seed, same result
-    assert m["test_accuracy"] == _metrics(straight)["test_accuracy"]
+    m, straight = _metrics(resumed), uninterrupted["1"]
+    assert [h["epoch"] for h in m["history"]] == [1, 2, 3] and m["config"]["augment_on"] == augment_on
+    assert m["weights_sha256"] == straight["weights_sha256"]  # same seed, same result
+    assert m["test_accuracy"] == straight["test_accuracy"]
+    assert uninterrupted["2"]["weights_sha256"] != straight["weights_sha256"]
 
-    other_seed = tmp_path / "other-seed"
-    run_cli(*_train_args(other_seed, mnist_npz, seed="2"))
-    assert _metrics(other_seed)["weights_sha256"] != _metrics(straight)["weights_sha256"]
+
+@pytest.mark.parametrize("devices", ["1", "2"])
+def test_the_warp_on_the_device_trains_the_weights_of_the_warp_on_the_host(tmp_path, mnist_npz, devices):
+    """Where the warp resamples (`--augment-on`) is not part of the run: on one CPU, and mirrored over two
+    logical CPUs, each replica resampling its share of every batch, the weights are bit-identical to the
+    host's. So each replica warped its own images by their own random numbers, as the host did."""
+    args = ("train", "--model", "lenet5", "--subset", "1000", "--epochs", "2", "--devices", devices,
+            "--data", str(mnist_npz))
+    for where in ("host", "device"):
+        run_cli(*args, "--augment-on", where, "--out", str(tmp_path / where))
+    host, device = _metrics(tmp_path / "host"), _metrics(tmp_path / "device")
+    assert (host["config"]["augment_on"], device["config"]["augment_on"]) == ("host", "device")
+    assert device["replicas"] == int(devices) and device["training"]["negatives"]["images"] > 0
+    assert device["weights_sha256"] == host["weights_sha256"]
 
 
 def test_rerun_with_other_settings_is_refused(small_run, mnist_npz):
