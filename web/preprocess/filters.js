@@ -138,8 +138,8 @@ function ranks(a) {
  * Square k x k (k odd) median filter, edges replicated or mirrored (`median_filter`): keeps a shadow's
  * edge, drops thin strokes. A running median (Huang's): the window is a histogram of the values' ranks
  * that slides along each row a column at a time, and the median is found by stepping from the last one:
- * about 2k steps a pixel, where sorting every window cost 10-20 times as much. The rank in the middle of
- * the histogram is the rank of the value a sort would put in the middle, so the output is the same.
+ * about 2k steps a pixel, where sorting every window took 9 (7x7) to 24 (13x13) times as long. The rank
+ * in the middle of the histogram is the rank of the value a sort would put in the middle: the same output.
  */
 export function medianFilter(p, k, mode = 'edge') {
   if (k <= 1) return p;
