@@ -24,8 +24,10 @@ from PIL import Image, ImageDraw, ImageFilter
 from edge import preprocess as P
 from edge.errors import UserError
 from edge.preprocess import NoDigit, frame_digit, ink_mask, load_image, to_mnist
+from edge.preprocess.filters import median_filter, subsample
 from negatives import photograph, shape
 from shadowed import render
+from strokes import ORDINARY, render as render_strokes
 
 
 @pytest.fixture(scope="module")
@@ -405,6 +407,67 @@ def test_label_matches_a_flood_fill():
                             seen[ny, nx] = True
                             stack.append((ny, nx))
         assert count == fills
+
+
+def sorted_window_median(a: np.ndarray, k: int, mode: str = "edge") -> np.ndarray:
+    """The median filter by its definition: each window (padded as numpy pads) sorted, its middle value."""
+    r = k // 2
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(a, r, mode=mode), (k, k)).reshape(a.shape + (k * k,))
+    return np.sort(windows, axis=-1)[..., k * k // 2]
+
+
+def median_cases() -> list[tuple[np.ndarray, int, str]]:
+    """(plane, k, mode) for the median filter: two or five levels (ties everywhere), gray levels, any
+    float, fractions and negatives; windows from 3 px to past the plane's edges (replicated) or to just
+    under its side (mirrored); and the pipeline's own: a pad drawing's polarity sample, 24 px backgrounds."""
+    rng = np.random.default_rng(0)
+    cases = []
+    for i in range(80):
+        h, w = (int(n) for n in rng.integers(2, 30, 2))
+        levels = (2, 5, 256, None)[i % 4]
+        a = rng.integers(0, levels, (h, w)) if levels else rng.uniform(0, 255, (h, w))
+        a = (a * (0.37 if i % 3 == 0 else 1) - (100 if i % 5 == 0 else 0)).astype(np.float32)
+        mode = ("edge", "reflect")[i % 2]
+        widest = max(h, w) + 1 if mode == "edge" else min(h, w) - 1  # the window's reach past its centre
+        cases.append((a, 2 * int(rng.integers(1, widest + 1)) + 1, mode))
+    pad = subsample(P.working_gray(render_strokes(ORDINARY[8])))
+    return cases + [(pad, P.ink.LOCAL_PAPER, "edge"), (255 - pad, P.ink.LOCAL_PAPER, "edge"),
+                    (rng.uniform(0, 255, (24, 24)).astype(np.float32), 13, "reflect"),
+                    (rng.uniform(0, 255, (19, 24)).round().astype(np.float32), 9, "reflect")]
+
+
+def test_median_filter_is_each_windows_middle_value():
+    """Partitioning ranks, not values, picks the same median as sorting each window, to the bit."""
+    for a, k, mode in median_cases():
+        out = median_filter(a, k, mode)
+        assert out.dtype == a.dtype and np.array_equal(out, sorted_window_median(a, k, mode)), (a.shape, k, mode)
+
+
+def eager_page_strokes(rough: np.ndarray, side: int) -> float | None:
+    """`ink._page_strokes` as it was first written: the strokes measured whether or not it is a page."""
+    thin = P.ink._stroke_width(rough, side // 4)
+    return thin if rough.mean() < 0.1 and int(3 * thin) + 1 <= side // 4 else None
+
+
+def test_the_fast_median_changes_no_output(mnist, monkeypatch):
+    """Pad drawings, and the shadowed photos whose polarity and background the medians decide, give the
+    same polarity, background-removed contrast and 28x28 with every median taken by sorting each window
+    and a page's strokes always measured."""
+    x, _ = mnist
+    images = [render_strokes(strokes) for strokes in ORDINARY.values()]
+    images += [load_image(render(x[i], "edge", i)[1]) for i in SHADOWED_OVER_HALF[:2]]
+    images += [load_image(render(x[i], kind, i)[1]) for kind, i in SHADOW_EDGES]
+
+    def outputs(image: Image.Image) -> tuple:
+        found = P.find_ink(P.working_gray(image))
+        return found.dark, found.contrast, to_mnist(image)
+
+    fast = [outputs(image) for image in images]
+    monkeypatch.setattr(P.ink, "median_filter", sorted_window_median)
+    monkeypatch.setattr(P.ink, "_page_strokes", eager_page_strokes)
+    for i, (image, (dark, contrast, digit)) in enumerate(zip(images, fast)):
+        again = outputs(image)
+        assert again[0] == dark and np.array_equal(again[1], contrast) and np.array_equal(again[2], digit), f"image {i}"
 
 
 # --------------------------------------------------------------------------------------------------

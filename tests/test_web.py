@@ -20,7 +20,9 @@ from edge.preprocess import NoDigit, to_mnist
 from edge.runner import DigitModel
 from negatives import photograph, shape
 from shadowed import render
-from test_preprocess import SHADOW_EDGES, SHADOWED_OVER_HALF, drawing, faint_pen_page, marker_photo, render_page, render_photo, scan_in_pieces
+from edge.preprocess.filters import median_filter
+from test_preprocess import (SHADOW_EDGES, SHADOWED_OVER_HALF, drawing, faint_pen_page, marker_photo, median_cases, render_page,
+                             render_photo, scan_in_pieces)
 
 
 REASON = missing()
@@ -271,6 +273,19 @@ def test_js_preprocessing_matches_python(phone, site, mnist, mnist_npz, datasets
             worst, compared = max(worst, diff), compared + 1
     print(f"JS vs Python preprocessing: {compared} images, max difference {worst} gray levels")
     assert compared >= 120
+
+
+def test_js_median_filter_matches_python(phone, site):
+    """web/preprocess/filters.js's running median gives Python's medians (themselves each sorted window's
+    middle, test_preprocess), to the bit: ties, fractions, negatives, windows past the edges, both paddings."""
+    open_page(phone, site + "/?server")
+    cases = median_cases()
+    js = phone.evaluate("""async (cases) => {
+        const {medianFilter, plane} = await import('/preprocess/filters.js');
+        return cases.map(([h, w, values, k, mode]) => Array.from(medianFilter(plane(h, w, Float32Array.from(values)), k, mode).a));
+    }""", [[*a.shape, a.ravel().tolist(), k, mode] for a, k, mode in cases])
+    for (a, k, mode), out in zip(cases, js, strict=True):
+        assert np.array_equal(np.array(out, np.float32).reshape(a.shape), median_filter(a, k, mode)), (a.shape, k, mode)
 
 
 def _side_by_side(*digits: np.ndarray, gap: int = 8) -> np.ndarray:

@@ -33,13 +33,20 @@ def minmax_filter(a: np.ndarray, k: int, op) -> np.ndarray:
 def median_filter(a: np.ndarray, k: int, mode: str = "edge") -> np.ndarray:
     """Square k x k (k odd) median filter, edges replicated (or mirrored, `mode` "reflect", for windows
     so wide that a line along the border, repeated, would fill them): it keeps steps (a shadow's edge)
-    where any blur would smear them, and drops whatever covers under half of each window (thin strokes)."""
+    where any blur would smear them, and drops whatever covers under half of each window (thin strokes).
+
+    The windows hold the values' ranks among the image's distinct values, not the values: int32 ranks
+    partition in a quarter less time than float32 gray levels, and the middle rank is the rank of the
+    middle value, so the output is the same.
+    """
     if k <= 1:
         return a
     r = k // 2
-    windows = np.lib.stride_tricks.sliding_window_view(np.pad(a, r, mode=mode), (k, k))
+    levels, ranks = np.unique(a, return_inverse=True)
+    ranks = ranks.reshape(a.shape).astype(np.int32)
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(ranks, r, mode=mode), (k, k))
     flat = windows.reshape(a.shape + (k * k,))
-    return np.partition(flat, k * k // 2, axis=-1)[..., k * k // 2].astype(a.dtype)
+    return levels[np.partition(flat, k * k // 2, axis=-1)[..., k * k // 2]]
 
 
 def box_blur(a: np.ndarray, r: int) -> np.ndarray:

@@ -170,10 +170,9 @@ def _background(g: np.ndarray, small: np.ndarray, surface: np.ndarray) -> np.nda
     coarse = resize(small, fit(small.shape, COARSE), Image.BOX) if max(bw, bh) > COARSE else small  # cheap
     wide = median_filter(coarse, min(coarse.shape) // 2 | 1, "reflect")
     wide = resize(wide, (bw, bh), Image.BILINEAR) if wide.shape != small.shape else wide
-    rough = _rough_ink(small - wide)
-    thin = _stroke_width(rough, side // 4)
+    thin = _page_strokes(_rough_ink(small - wide), side)
+    page = thin is not None
     stroke = _stroke_width(_rough_ink(small - surface), side // 4)
-    page = rough.mean() < 0.1 and int(3 * thin) + 1 <= side // 4  # thin strokes, mostly paper: the median sees the paper
     if int(3 * stroke) + 1 > side // 2 and page:  # a shadow taken for a bold stroke, that the median followed
         stroke = thin
     k = max(3, side // 4, int(3 * stroke) + 1) | 1
@@ -194,6 +193,16 @@ def _background(g: np.ndarray, small: np.ndarray, surface: np.ndarray) -> np.nda
     for _ in range(int(2 * w / bw) + 1):
         bg = np.minimum(minmax_filter(bg, 3, np.maximum), g)
     return bg
+
+
+def _page_strokes(rough: np.ndarray, side: int) -> float | None:
+    """The stroke width of a page's rough ink (against the wide median), None if not a page: a page is
+    mostly paper (rough ink under a tenth of the image) with thin strokes, so the median sees the paper.
+    Strokes are measured only on mostly paper: elsewhere their width decides nothing."""
+    if rough.mean() >= 0.1:
+        return None
+    thin = _stroke_width(rough, side // 4)
+    return thin if int(3 * thin) + 1 <= side // 4 else None
 
 
 def _from_border(mask: np.ndarray) -> np.ndarray:

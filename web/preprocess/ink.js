@@ -180,6 +180,14 @@ function strokeWidth(ink, thin) {
   return 2 * sum(strokes.a) / Math.max(outline, 1);
 }
 
+/** A page's stroke width against the wide median, null if not a page: mostly paper (rough ink under a
+ * tenth), thin strokes; measured only on mostly paper, where it can decide something (`_page_strokes`). */
+function pageStrokes(rough, side) {
+  if (sum(rough.a) / rough.a.length >= 0.1) return null;
+  const thin = strokeWidth(rough, Math.floor(side / 4));
+  return Math.trunc(3 * thin) + 1 <= Math.floor(side / 4) ? thin : null;
+}
+
 /** Which pixels of a 0/1 plane belong to its parts (8-connected) touching the border (`_from_border`). */
 function fromBorder(mask) {
   const {h, w} = mask;
@@ -205,10 +213,9 @@ function background(g, small, surface) {
   const coarse = Math.max(bw, bh) > COARSE ? resize(small, ...fit(bh, bw, COARSE), 'box') : small;  // cheap
   let wide = medianFilter(coarse, Math.floor(Math.min(coarse.h, coarse.w) / 2) | 1, 'reflect');
   if (wide.h !== bh || wide.w !== bw) wide = resize(wide, bw, bh, 'bilinear');
-  const rough = roughInk(plane(bh, bw, small.a.map((v, i) => v - wide.a[i])));
-  const thin = strokeWidth(rough, Math.floor(side / 4));
+  const thin = pageStrokes(roughInk(plane(bh, bw, small.a.map((v, i) => v - wide.a[i]))), side);
+  const page = thin !== null;
   let stroke = strokeWidth(roughInk(plane(bh, bw, small.a.map((v, i) => v - surface.a[i]))), Math.floor(side / 4));
-  const page = sum(rough.a) / rough.a.length < 0.1 && Math.trunc(3 * thin) + 1 <= Math.floor(side / 4);  // mostly paper
   if (Math.trunc(3 * stroke) + 1 > Math.floor(side / 2) && page) stroke = thin;  // a shadow taken for a bold stroke
   const k = Math.max(3, Math.floor(side / 4), Math.trunc(3 * stroke) + 1) | 1;
   const {h, w} = g;
