@@ -35,9 +35,9 @@ def test_shipped_model_runs_without_tensorflow_and_reads_mnist(mnist_npz, tmp_pa
     assert result.returncode == 0, result.stderr[-3000:]
     scored = json.loads(result.stdout)
     assert scored["tensorflow"] == [] and scored["n"] == 10_000
-    # The default recipe's seed-1 int8 model: 99.62%, as its Keras model (docs/benchmarks.md). Read here
-    # without TensorFlow, it must score what export verified, and at least issue 14's 99.6%.
-    assert scored["accuracy"] == scored["verified"] >= 0.996, f"the shipped model reads {scored['accuracy']:.2%}"
+    # The default recipe's seed-1 int8 model: 99.58% (Keras 99.57%, docs/benchmarks.md). Read here
+    # without TensorFlow, it must score what export verified, and at least issue 25's 99.55%.
+    assert scored["accuracy"] == scored["verified"] >= 0.9955, f"the shipped model reads {scored['accuracy']:.2%}"
     source = scored["source"]  # what it takes to train the same weights again (tools/ship_model.py check)
     assert source["model"] == source["config"]["model"] and len(source["weights_sha256"]) == 64
     assert {"epochs", "seed", "augmentation"} <= set(source["config"]) and "out" not in source["config"]
