@@ -437,8 +437,14 @@ def median_cases() -> list[tuple[np.ndarray, int, str]]:
 
 
 def test_median_filter_is_each_windows_middle_value():
-    """Partitioning ranks, not values, picks the same median as sorting each window, to the bit."""
-    for a, k, mode in median_cases():
+    """Partitioning ranks, not values, picks the same median as sorting each window, to the bit: int16
+    ranks, int32 ones (over 32768 distinct values), and other dtypes than float32 kept as they are."""
+    rng = np.random.default_rng(1)
+    many = rng.uniform(-1000, 1000, (190, 190)).astype(np.float32)
+    assert np.unique(many).size > 1 << 15
+    others = [(rng.integers(0, 256, (17, 23)).astype(np.uint8), 5, "edge"),
+              (rng.uniform(-1, 1, (23, 17)) / 3, 7, "reflect")]  # float64 thirds: float32 would round them
+    for a, k, mode in median_cases() + [(many, 3, "edge"), (many, 5, "reflect")] + others:
         out = median_filter(a, k, mode)
         assert out.dtype == a.dtype and np.array_equal(out, sorted_window_median(a, k, mode)), (a.shape, k, mode)
 
