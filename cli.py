@@ -53,9 +53,9 @@ def _import_tensorflow(*models: str | Path) -> None:
 @click.option("--usps", "usps_path", type=click.Path(dir_okay=False),
               help="usps.npz whose training split joins MNIST's (default: $DIGITCNN_DATASETS/usps/usps.npz if there).")
 @click.option("--no-usps", is_flag=True, help="Train on MNIST alone.")
-@click.option("--negatives", type=Finite(0, 1, max_open=True), default=0.2, show_default=True,
+@click.option("--negatives", type=Finite(0, 1, max_open=True),
               help="Share of each batch that is generated shapes that are not digits, taught as unsure of every "
-                   "digit (outlier exposure: docs/train.md); 0 turns it off.")
+                   "digit (outlier exposure: docs/train.md); 0 turns it off. Default: 0.2 with USPS, 0 without.")
 @click.option("--subset", type=click.IntRange(min=2), help="Train on the first N training images (smoke tests).")
 @click.option("--augment-on", type=click.Choice(["auto", "host", "device"]), default="auto", show_default=True,
               help="Where the random warp runs: in the input pipeline on the host's cores, or in the train step on "

@@ -34,7 +34,10 @@ class TrainConfig:
     label_smoothing: float = 0.1
     val_size: int = 5000
     seed: int = 1  # fixed; the recipe is judged on the mean of seeds 1-3 (bench/seeds.py, docs/train.md)
-    negatives: float = 0.2  # share of each batch that is generated non-digits, target uniform (digitcnn/negatives.py)
+    # Share of each batch that is generated non-digits, target uniform (digitcnn/negatives.py). None:
+    # NEGATIVES with USPS, none without: beside MNIST's digits alone they taught seed 1 that every
+    # blurred digit is not a digit (docs/train.md#shapes-that-are-not-digits).
+    negatives: float | None = None
     subset: int | None = None  # train on the first N training images only
     augmentation: dict = field(default_factory=lambda: dataclasses.asdict(_default_augmentation()))
     strategy: str = "auto"
@@ -53,6 +56,9 @@ class TrainConfig:
     def run_dir(self) -> Path:
         return Path(self.out or f"runs/{self.model}")
 
+
+NEGATIVES = 0.2
+"""The default share of shapes that are not digits, when USPS's training split joins MNIST's."""
 
 # Settings that change what a run computes: a rerun in the same directory must repeat them.
 RUN_IDENTITY = ("model", "epochs", "batch_size", "lr", "weight_decay", "warmup_epochs",
@@ -93,11 +99,13 @@ def train(cfg: TrainConfig, log=print, on_epoch_end=None) -> dict:
         raise UserError("--epochs and --batch-size must be at least 1, --subset at least 2")
     usps_path = data_lib.find_usps(cfg.usps_path) if cfg.usps else None
     if cfg.usps and usps_path is None and chief:
-        log(f"USPS not found (no $DIGITCNN_DATASETS/{data_lib.USPS_DEFAULT}): training on MNIST alone; "
+        log(f"USPS not found (no $DIGITCNN_DATASETS/{data_lib.USPS_DEFAULT}): training on MNIST alone"
+            f"{', without shapes taught as unsure' if cfg.negatives is None else ''}; "
             "add USPS's training split with --usps PATH")
     augment_on = "device" if warps_on_device(strategy, cfg.augment_on) else "host"
+    negatives = cfg.negatives if cfg.negatives is not None else NEGATIVES if usps_path else 0.0
     # The run records what it trained on, and where it warped.
-    cfg = dataclasses.replace(cfg, usps=usps_path is not None, augment_on=augment_on)
+    cfg = dataclasses.replace(cfg, usps=usps_path is not None, augment_on=augment_on, negatives=negatives)
     if not 0 <= cfg.negatives < 1:
         raise UserError("--negatives must be a share in [0, 1)")
     _check_same_run(run_dir, cfg, write=chief)

@@ -80,13 +80,16 @@ def test_usps_is_used_when_found_and_the_run_says_so_when_not(tmp_path, mnist_np
     args = ("train", "--model", "lenet5", "--subset", "500", "--epochs", "1", "--data", str(mnist_npz))
     fresh = run_cli(*args, "--out", str(tmp_path / "fresh"), env={"DIGITCNN_DATASETS": str(tmp_path / "none")})
     assert [line for line in fresh.stdout.splitlines() if "USPS" in line] == [
-        "USPS not found (no $DIGITCNN_DATASETS/usps/usps.npz): training on MNIST alone; "
-        "add USPS's training split with --usps PATH"]
+        "USPS not found (no $DIGITCNN_DATASETS/usps/usps.npz): training on MNIST alone, without shapes taught "
+        "as unsure; add USPS's training split with --usps PATH"]
     assert [d["name"] for d in _metrics(tmp_path / "fresh")["training"]["data"]] == ["mnist"]
-    # Unless told, a run draws the default styles and the shapes that are not digits.
+    # Unless told, a run draws the default styles, and the shapes that are not digits only beside USPS.
     assert _metrics(tmp_path / "fresh")["training"]["styles"] == {"share": 0.3, "names": list(DEFAULT_STYLES)}
-    assert _metrics(tmp_path / "fresh")["training"]["negatives"]["share"] == 0.2
+    assert _metrics(tmp_path / "fresh")["training"]["negatives"]["share"] == 0
     assert not _metrics(tmp_path / "fresh")["config"]["usps"]
+    asked = run_cli(*args, "--negatives", "0.2", "--out", str(tmp_path / "fresh"), check=False,
+                    env={"DIGITCNN_DATASETS": str(tmp_path / "none")})
+    assert asked.returncode == 1 and "negatives: 0.0 -> 0.2" in asked.stderr and "Traceback" not in asked.stderr
     off = run_cli(*args, "--no-usps", "--styles", "0", "--negatives", "0", "--out", str(tmp_path / "off"))
     assert "USPS" not in off.stdout
     assert _metrics(tmp_path / "off")["training"] == {
