@@ -103,7 +103,7 @@ def train(cfg: TrainConfig, log=print, on_epoch_end=None) -> dict:
             f"{', without shapes taught as unsure' if cfg.negatives is None else ''}; "
             "add USPS's training split with --usps PATH")
     augment_on = "device" if warps_on_device(strategy, cfg.augment_on) else "host"
-    negatives = cfg.negatives if cfg.negatives is not None else NEGATIVES if usps_path else 0.0
+    negatives = cfg.negatives if cfg.negatives is not None else (NEGATIVES if usps_path else 0.0)
     # The run records what it trained on, and where it warped.
     cfg = dataclasses.replace(cfg, usps=usps_path is not None, augment_on=augment_on, negatives=negatives)
     if not 0 <= cfg.negatives < 1:
