@@ -33,9 +33,10 @@ def inference_model(model):
         def call(self, x):
             return keras.ops.reshape(x, (-1, math.prod(x.shape[1:])))
 
-    body = keras.models.clone_model(  # returning a layer itself shares it, weights included
-        model, clone_function=lambda layer: BatchFlatten() if isinstance(layer, keras.layers.Flatten) else layer
-    )
+    def clone(layer):  # returning a layer itself shares it, weights included
+        return BatchFlatten(name=layer.name) if isinstance(layer, keras.layers.Flatten) else layer
+
+    body = keras.models.clone_model(model, clone_function=clone)
     *layers, last = body.layers
     if not isinstance(last, keras.layers.Dense):
         raise ValueError(f"the model must end in a Dense layer (its input is the features output), not {last}")
@@ -43,7 +44,10 @@ def inference_model(model):
     features = image
     for layer in layers:
         features = layer(features)
-    return keras.Model(image, {PROBABILITIES: keras.layers.Softmax()(last(features)), FEATURES: features})
+    # Every new layer and model named, so that the tensor names in the flatbuffer do not count the models
+    # built before in this process ("functional_18" became "functional_19" when `ship_model.py check` trained first).
+    probabilities = keras.layers.Softmax(name="softmax")(last(features))
+    return keras.Model(image, {PROBABILITIES: probabilities, FEATURES: features}, name="digitcnn")
 
 
 def _write_saved_model(model, directory: str) -> None:

@@ -143,6 +143,19 @@ def test_features_are_the_penultimate_layer_found_by_name(exported, test_images,
         assert np.mean((unit(found, np.array(features["mean"])) @ means.T).argmax(axis=1) == labels[:500]) > 0.8
 
 
+def test_the_flatbuffer_does_not_depend_on_the_models_built_before_it(small_run):
+    """Export in a process that trained first (`tools/ship_model.py check`) writes the same bytes as in
+    a fresh one: no auto-numbered name of the process's Keras models ends up in the file."""
+    import keras
+
+    from export.convert import convert_variants
+
+    model = keras.saving.load_model(small_run / "model.keras", compile=False)
+    first = convert_variants(model, ["float32"])["float32"]
+    keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])  # one more model in this process
+    assert convert_variants(model, ["float32"])["float32"] == first
+
+
 def test_small_lenet5_int8_is_under_80_kb(exported):
     out, _ = exported
     assert (out / "model_int8.tflite").stat().st_size <= 80 * 1024
