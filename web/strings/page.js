@@ -35,7 +35,7 @@ export default {
 
     'answer.start': 'draw a digit',
     'answer.sure': '{percent}% sure',
-    'answer.unsure': 'not sure: try writing larger',
+    'answer.unsure': 'not sure: is it a digit? write it again',
     'answer.none': 'no digit found',
     'answer.number': 'a number: {count} digits',
     'answer.digitLabel': 'digit {digit}, {percent}%',
@@ -107,7 +107,7 @@ export default {
 
     'answer.start': '写一个数字',
     'answer.sure': '有 {percent}% 的把握',
-    'answer.unsure': '不太确定：试着写大一点',
+    'answer.unsure': '不太确定：这是数字吗？请再写一次',
     'answer.none': '没有找到数字',
     'answer.number': '一串数字：{count} 个',
     'answer.digitLabel': '数字 {digit}，{percent}%',
